@@ -1,0 +1,533 @@
+//! The gateway's configuration: one TOML file, overridden by `JONCTION_*` environment variables.
+//!
+//! Every key has a safe default, so `jonction run` with no file serves on loopback. Unknown keys
+//! and bad values are errors that name the key and where it came from (the file or the
+//! environment variable), because a typo in a telecom config must never be silently ignored.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Prefix of the environment variables that override file keys (`JONCTION_HTTP__LISTEN`).
+pub const ENV_PREFIX: &str = "JONCTION";
+/// Separator between nested keys in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// The development API key, accepted only while every listener is on loopback.
+pub const DEV_API_KEY: &str = "devkey";
+/// The development API secret, accepted only while every listener is on loopback.
+pub const DEV_API_SECRET: &str = "secret";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Logging.
+    pub log: LogConfig,
+    /// The HTTP/WebSocket listener (room signalling, web page, health).
+    pub http: HttpConfig,
+    /// The web page's static files.
+    pub web: WebConfig,
+    /// LiveKit credentials, and the URL of an external LiveKit (empty: the embedded server).
+    pub livekit: LiveKitConfig,
+    /// The embedded room server's media settings.
+    pub rooms: RoomsConfig,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `info,jonction::rooms=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for journald/Loki).
+    Json,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP + WebSocket listener.
+    pub listen: SocketAddr,
+    /// Development mode (the `/api/dev/token` endpoint). `auto`: on when `listen` is loopback.
+    pub dev_mode: DevMode,
+}
+
+/// Whether development conveniences are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DevMode {
+    /// `true` or `false`.
+    Set(bool),
+    /// `"auto"`: on when the listener is on loopback.
+    Auto(AutoWord),
+}
+
+/// The literal word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoWord {
+    /// `auto`
+    Auto,
+}
+
+/// `[web]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Directory holding the bundled page (`index.html`, `app.js`, ...).
+    pub root: PathBuf,
+}
+
+/// `[livekit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveKitConfig {
+    /// `ws(s)://` URL of an external LiveKit server. Empty: run the embedded room server.
+    pub url: String,
+    /// API key (the JWT issuer).
+    pub api_key: String,
+    /// API secret (HS256 key of the JWTs).
+    pub api_secret: String,
+}
+
+/// `[rooms]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// UDP port of the one media socket (per local address) that serves every peer connection.
+    pub udp_port: u16,
+    /// Addresses to bind and advertise as ICE host candidates. Empty: every local address.
+    pub bind_ips: Vec<IpAddr>,
+    /// Public address to advertise instead of the local ones (1:1 NAT).
+    pub public_ip: Option<IpAddr>,
+    /// How long an empty room is kept before it closes.
+    #[serde(with = "humantime_serde")]
+    pub empty_timeout: Duration,
+    /// Interval at which clients ping, announced in the JoinResponse.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A participant silent for this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
+    /// Most participants in one room (0: no limit).
+    pub max_participants: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            dev_mode: DevMode::Auto(AutoWord::Auto),
+        }
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("web/dist"),
+        }
+    }
+}
+
+impl Default for LiveKitConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: DEV_API_KEY.into(),
+            api_secret: DEV_API_SECRET.into(),
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            udp_port: 7882,
+            bind_ips: Vec::new(),
+            public_ip: None,
+            empty_timeout: Duration::from_secs(20),
+            ping_interval: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(15),
+            max_participants: 0,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Whether the development token endpoint is served.
+    pub fn dev_mode(&self) -> bool {
+        match self.dev_mode {
+            DevMode::Set(on) => on,
+            DevMode::Auto(_) => self.listen.ip().is_loopback(),
+        }
+    }
+}
+
+impl LiveKitConfig {
+    /// Whether the embedded room server runs (no external LiveKit configured).
+    pub fn embedded(&self) -> bool {
+        self.url.trim().is_empty()
+    }
+}
+
+/// A configuration error, naming the key and its origin.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key nobody reads.
+    #[error("unknown key `{key}` ({origin})")]
+    UnknownKey {
+        /// Dotted key path.
+        key: String,
+        /// Where it was set.
+        origin: Origin,
+    },
+    /// A key whose value does not fit.
+    #[error("bad value for `{key}` ({origin}): {message}")]
+    BadValue {
+        /// Dotted key path.
+        key: String,
+        /// Where it was set.
+        origin: Origin,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values that are each valid but unsafe together.
+    #[error("{0}")]
+    Unsafe(String),
+}
+
+/// Where a key was set.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// In this file.
+    File(PathBuf),
+    /// In this environment variable.
+    Env(String),
+    /// Built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "in {}", p.display()),
+            Self::Env(v) => write!(f, "from environment variable {v}"),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (if any) and the `JONCTION_*` environment, then checks the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => Some(read_file(p)?),
+            None => None,
+        };
+        let mut builder = config::Config::builder();
+        if let Some((p, text)) = &file {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+            let _ = p;
+        }
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator(ENV_SEPARATOR)
+                .list_separator(",")
+                .with_list_parse_key("rooms.bind_ips")
+                .try_parsing(true)
+                .source(Some(env_map.clone())),
+        );
+        let origin_of = |key: &str| -> Origin {
+            let var = format!(
+                "{ENV_PREFIX}_{}",
+                key.to_uppercase().replace('.', ENV_SEPARATOR)
+            );
+            if env_map.contains_key(&var) {
+                return Origin::Env(var);
+            }
+            match &file {
+                Some((p, _)) => Origin::File(p.clone()),
+                None => Origin::Default,
+            }
+        };
+        let merged = builder.build().map_err(|e| ConfigError::BadValue {
+            key: String::from("?"),
+            origin: file
+                .as_ref()
+                .map(|(p, _)| Origin::File(p.clone()))
+                .unwrap_or(Origin::Default),
+            message: e.to_string(),
+        })?;
+
+        let mut unknown: Vec<String> = Vec::new();
+        let mut track = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(merged, &mut track);
+        let parsed: Result<Config, _> = serde_path_to_error::deserialize(de);
+        if let Some(key) = unknown.into_iter().next() {
+            return Err(ConfigError::UnknownKey {
+                origin: origin_of(&key),
+                key,
+            });
+        }
+        let cfg = parsed.map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // serde reports unknown fields through deny_unknown_fields as plain errors.
+            if let Some(rest) = message.strip_prefix("unknown field `") {
+                let field = rest.split('`').next().unwrap_or_default();
+                let full = if key == "." || key.is_empty() {
+                    field.to_string()
+                } else if key == field || key.ends_with(&format!(".{field}")) {
+                    key.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
+                return ConfigError::UnknownKey {
+                    origin: origin_of(&full),
+                    key: full,
+                };
+            }
+            ConfigError::BadValue {
+                origin: origin_of(&key),
+                key,
+                message,
+            }
+        })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Refuses combinations that are unsafe.
+    fn check(&self) -> Result<(), ConfigError> {
+        let lk = &self.livekit;
+        let dev_creds = lk.api_key == DEV_API_KEY || lk.api_secret == DEV_API_SECRET;
+        // Development credentials are refused on a non-loopback listener unless development
+        // mode was switched on explicitly (a test bed, never production).
+        let explicit_dev = self.http.dev_mode == DevMode::Set(true);
+        if dev_creds && !self.http.listen.ip().is_loopback() && lk.embedded() && !explicit_dev {
+            return Err(ConfigError::Unsafe(format!(
+                "http.listen is {} (not loopback) but livekit.api_key/api_secret are the \
+                 development defaults: set your own (JONCTION_LIVEKIT__API_SECRET or the file), \
+                 listen on 127.0.0.1, or set http.dev_mode = true on a test bed",
+                self.http.listen
+            )));
+        }
+        if lk.api_secret.len() < 6 {
+            return Err(ConfigError::BadValue {
+                key: "livekit.api_secret".into(),
+                origin: Origin::Default,
+                message: "too short (at least 6 characters; use 32+ random ones)".into(),
+            });
+        }
+        if !lk.embedded() && !(lk.url.starts_with("ws://") || lk.url.starts_with("wss://")) {
+            return Err(ConfigError::BadValue {
+                key: "livekit.url".into(),
+                origin: Origin::Default,
+                message: "must start with ws:// or wss://".into(),
+            });
+        }
+        if self.rooms.ping_timeout <= self.rooms.ping_interval {
+            return Err(ConfigError::BadValue {
+                key: "rooms.ping_timeout".into(),
+                origin: Origin::Default,
+                message: "must be longer than rooms.ping_interval".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<(PathBuf, String), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Syntax errors are reported by the toml parser itself, with line and column.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        });
+    }
+    Ok((path.to_path_buf(), text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile_path::TempFile {
+        tempfile_path::TempFile::new(text)
+    }
+
+    /// A tiny temp-file helper, to avoid a dependency for four tests.
+    mod tempfile_path {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        pub struct TempFile(pub PathBuf);
+        impl TempFile {
+            pub fn new(text: &str) -> Self {
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "jonction-cfg-{}-{}.toml",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::write(&p, text).expect("temp dir is writable");
+                Self(p)
+            }
+        }
+        impl Drop for TempFile {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_valid() {
+        let c = Config::load_with_env(None, &[]).expect("defaults load");
+        assert!(c.http.listen.ip().is_loopback());
+        assert!(c.http.dev_mode());
+        assert!(c.livekit.embedded());
+        assert_eq!(c.rooms.udp_port, 7882);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let f = write("[http]\nlisten = \"127.0.0.1:9000\"\nlisen = 1\n");
+        let e = Config::load_with_env(Some(&f.0), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.lisen"), "{e}");
+        assert!(e.contains(&f.0.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn unknown_env_key_names_variable() {
+        let env = vec![("JONCTION_ROOMS__UDP_PROT".to_string(), "1".to_string())];
+        let e = Config::load_with_env(None, &env).unwrap_err().to_string();
+        assert!(e.contains("rooms.udp_prot"), "{e}");
+        assert!(e.contains("JONCTION_ROOMS__UDP_PROT"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_origin() {
+        let f = write("[rooms]\nudp_port = \"many\"\n");
+        let e = Config::load_with_env(Some(&f.0), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rooms.udp_port"), "{e}");
+        assert!(e.contains(&f.0.display().to_string()), "{e}");
+
+        let env = vec![("JONCTION_HTTP__LISTEN".to_string(), "nowhere".to_string())];
+        let e = Config::load_with_env(None, &env).unwrap_err().to_string();
+        assert!(
+            e.contains("http.listen") && e.contains("JONCTION_HTTP__LISTEN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let f = write("[rooms]\nudp_port = 9000\nempty_timeout = \"1m\"\n");
+        let env = vec![("JONCTION_ROOMS__UDP_PORT".to_string(), "9100".to_string())];
+        let c = Config::load_with_env(Some(&f.0), &env).expect("valid");
+        assert_eq!(c.rooms.udp_port, 9100);
+        assert_eq!(c.rooms.empty_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let f = write("[http\nlisten = 1\n");
+        let e = Config::load_with_env(Some(&f.0), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn public_listener_needs_real_secret() {
+        let env = vec![(
+            "JONCTION_HTTP__LISTEN".to_string(),
+            "0.0.0.0:7880".to_string(),
+        )];
+        assert!(matches!(
+            Config::load_with_env(None, &env),
+            Err(ConfigError::Unsafe(_))
+        ));
+        let env = vec![
+            (
+                "JONCTION_HTTP__LISTEN".to_string(),
+                "0.0.0.0:7880".to_string(),
+            ),
+            (
+                "JONCTION_LIVEKIT__API_KEY".to_string(),
+                "APIprod".to_string(),
+            ),
+            (
+                "JONCTION_LIVEKIT__API_SECRET".to_string(),
+                "a-long-production-secret".to_string(),
+            ),
+        ];
+        let c = Config::load_with_env(None, &env).expect("valid");
+        assert!(!c.http.dev_mode());
+    }
+}

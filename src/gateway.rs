@@ -1,0 +1,107 @@
+//! `jonction run`: starts the embedded room server (unless an external LiveKit is configured)
+//! and the HTTP listener, reports readiness to systemd, and shuts down gracefully on SIGTERM:
+//! not ready, participants told to leave, listeners closed, exit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::rooms::RoomService;
+use crate::token::Keys;
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    crate::rooms::install_crypto();
+    let keys = Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret);
+    let ready = Arc::new(AtomicBool::new(false));
+    let node_id = format!("jonction-{}", std::process::id());
+
+    let rooms = if cfg.livekit.embedded() {
+        let (svc, _task) = RoomService::start(&cfg.rooms, node_id)
+            .await
+            .context("starting the embedded room server")?;
+        Some(svc)
+    } else {
+        info!(url = %cfg.livekit.url, "using an external LiveKit server; embedded room server off");
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
+    let dev_mode = cfg.http.dev_mode();
+    let state = AppState {
+        keys,
+        rooms: rooms.clone(),
+        dev_mode,
+        web_root: cfg.web.root.clone(),
+        ready: ready.clone(),
+    };
+    let app = http::router(state);
+    info!(
+        listen = %cfg.http.listen,
+        dev_mode,
+        embedded_rooms = rooms.is_some(),
+        version = crate::VERSION,
+        "jonction started"
+    );
+    if dev_mode {
+        info!(
+            "development mode: open http://{}/ to join a room",
+            cfg.http.listen
+        );
+    }
+    ready.store(true, Ordering::Relaxed);
+    notify(&[sd_notify::NotifyState::Ready]);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+
+    wait_for_signal().await;
+    info!("shutting down");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    ready.store(false, Ordering::Relaxed);
+    if let Some(r) = &rooms {
+        r.shutdown().await;
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(std::time::Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!("http server ended with an error: {e}"),
+        Ok(Err(e)) => warn!("http server task failed: {e}"),
+        Err(_) => warn!("http connections did not close within 10 s; exiting anyway"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    // Not under systemd (no NOTIFY_SOCKET): nothing to do.
+    let _ = sd_notify::notify(state);
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => info!("SIGTERM received"),
+                _ = i.recv() => info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

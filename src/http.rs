@@ -1,0 +1,274 @@
+//! The HTTP + WebSocket listener: LiveKit signalling (`/rtc`, `/rtc/validate`), the web page,
+//! the development token endpoint, and health (`/healthz`, `/readyz`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tower_http::services::ServeDir;
+
+use crate::rooms::service::ConnEvent;
+use crate::rooms::signal::{self, Encoding, Frame};
+use crate::rooms::{JoinRequest, RoomService};
+use crate::token::{Keys, TokenError, TokenRequest};
+
+/// Largest signalling frame accepted (an SDP with many m-lines fits easily).
+const MAX_FRAME: usize = 1 << 20;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Token keys.
+    pub keys: Keys,
+    /// The embedded room server, when it runs.
+    pub rooms: Option<RoomService>,
+    /// Serve `/api/dev/token`.
+    pub dev_mode: bool,
+    /// The web page's files.
+    pub web_root: PathBuf,
+    /// False until started, and again while shutting down.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let statics = ServeDir::new(state.web_root.clone());
+    Router::new()
+        .route("/rtc", get(rtc))
+        .route("/rtc/validate", get(validate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/dev/token", get(dev_token))
+        .route("/", get(index))
+        .route("/room/{name}", get(index))
+        .nest_service("/static", statics)
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn index(State(st): State<AppState>) -> Response {
+    match tokio::fs::read_to_string(st.web_root.join("index.html")).await {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the web page is not built ({} has no index.html): run integration/setup.sh\n",
+                st.web_root.display()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// A room name safe in URLs, logs and file names.
+pub fn valid_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+async fn dev_token(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !st.dev_mode {
+        return (StatusCode::NOT_FOUND, "development mode is off\n").into_response();
+    }
+    let room = q.get("room").cloned().unwrap_or_default();
+    let identity = q.get("identity").cloned().unwrap_or_default();
+    if !valid_room_name(&room) || identity.is_empty() || identity.len() > 128 {
+        return (
+            StatusCode::BAD_REQUEST,
+            "room (letters, digits, - _ ., up to 64) and identity are required\n",
+        )
+            .into_response();
+    }
+    let mut req = TokenRequest::new(room, identity);
+    req.name = q.get("name").cloned().unwrap_or_default();
+    match st.keys.mint(&req) {
+        Ok(token) => Json(serde_json::json!({ "token": token, "url": "" })).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|s| s.trim().to_string())
+        .or_else(|| q.get("access_token").cloned())
+}
+
+fn unauthorized(e: &TokenError) -> Response {
+    (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response()
+}
+
+async fn validate(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if st.rooms.is_none() {
+        return (StatusCode::NOT_FOUND, "no embedded room server\n").into_response();
+    }
+    let Some(token) = bearer(&headers, &q) else {
+        return (StatusCode::UNAUTHORIZED, "no access token\n").into_response();
+    };
+    match st.keys.verify_join(&token) {
+        Ok(_) => (StatusCode::OK, "success\n").into_response(),
+        Err(e) => unauthorized(&e),
+    }
+}
+
+async fn rtc(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(rooms) = st.rooms.clone() else {
+        return (StatusCode::NOT_FOUND, "no embedded room server\n").into_response();
+    };
+    let Some(token) = bearer(&headers, &q) else {
+        return (StatusCode::UNAUTHORIZED, "no access token\n").into_response();
+    };
+    let grant = match st.keys.verify_join(&token) {
+        Ok(g) => g,
+        Err(e) => {
+            warn!(error = %e, "signalling connection refused");
+            return unauthorized(&e);
+        }
+    };
+    if !valid_room_name(&grant.room) {
+        return (StatusCode::BAD_REQUEST, "invalid room name in token\n").into_response();
+    }
+    if q.get("reconnect").is_some_and(|v| v == "1" || v == "true") {
+        // Sessions are not resumable here: the client falls back to a full rejoin.
+        debug!("resume requested; answering with a full reconnect");
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    let auto_subscribe = q
+        .get("auto_subscribe")
+        .is_none_or(|v| v != "0" && v != "false");
+    ws.max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| serve_signal(socket, rooms, grant, auto_subscribe))
+}
+
+async fn serve_signal(
+    socket: WebSocket,
+    rooms: RoomService,
+    grant: crate::token::JoinGrant,
+    auto_subscribe: bool,
+) {
+    let conn = rooms.new_conn();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    rooms.join(
+        JoinRequest {
+            conn,
+            grant,
+            auto_subscribe,
+        },
+        out_tx,
+    );
+    let (mut sink, mut stream) = socket.split();
+    let mut enc = Encoding::Protobuf;
+    loop {
+        tokio::select! {
+            ev = out_rx.recv() => match ev {
+                Some(ConnEvent::Signal(m)) => {
+                    let msg = match signal::encode(m, enc) {
+                        Frame::Binary(b) => Message::Binary(b.into()),
+                        Frame::Text(t) => Message::Text(t.into()),
+                    };
+                    if sink.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ConnEvent::Close(why)) => {
+                    let _ = sink.send(close(1000, &why)).await;
+                    break;
+                }
+                None => {
+                    let _ = sink.send(close(1001, "server going away")).await;
+                    break;
+                }
+            },
+            msg = stream.next() => {
+                let decoded = match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        enc = Encoding::Protobuf;
+                        signal::decode_binary(&b)
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        enc = Encoding::Json;
+                        signal::decode_text(&t)
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        debug!(?conn, "signalling read error: {e}");
+                        break;
+                    }
+                };
+                match decoded {
+                    Ok(m) => rooms.signal(conn, m),
+                    Err(e) => {
+                        warn!(?conn, error = %e, "malformed signalling frame; closing connection");
+                        // 1007: invalid frame payload data (RFC 6455 §7.4.1).
+                        let _ = sink.send(close(1007, &e.to_string())).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    rooms.disconnected(conn);
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    // Close reasons are limited to 123 bytes.
+    let mut r = reason.to_string();
+    while r.len() > 120 {
+        r.pop();
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: r.into(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_room_name;
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room_name("demo-1_a.b"));
+        assert!(!valid_room_name(""));
+        assert!(!valid_room_name("a b"));
+        assert!(!valid_room_name("../etc"));
+        assert!(!valid_room_name(&"x".repeat(65)));
+    }
+}

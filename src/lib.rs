@@ -1,0 +1,30 @@
+//! jonction: a SIP/H.323 gateway into LiveKit WebRTC rooms, with an embedded single-node
+//! room server that speaks the LiveKit client protocol.
+//!
+//! Layout:
+//! - [`config`]: the TOML configuration and its `JONCTION_*` environment overrides;
+//! - [`token`]: LiveKit access tokens (mint and verify);
+//! - [`rooms`]: the embedded room server (sans-IO core + tokio shell);
+//! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
+//! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
+//! - [`logging`]: tracing set-up.
+//!
+//! Protocol cores never read the clock nor touch sockets: they take `now` as an argument and
+//! return what to send, like str0m and quinn-proto. Only the shells (`rooms::service`, `http`,
+//! `gateway`) run on tokio.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[macro_use]
+extern crate tracing;
+
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod logging;
+pub mod rooms;
+pub mod token;
+
+/// The version string (`jonction version`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,287 @@
+//! The tokio shell of the room server: owns the UDP media sockets (one per local address, all on
+//! the same port) and the [`RoomServer`] core, and runs them in one task. Signalling connections
+//! talk to it through a command channel; media never crosses a channel.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use livekit_protocol as proto;
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::participant::ConnId;
+use super::server::{Input, JoinRequest, Output, RoomServer, ServerConfig, Stats};
+use crate::config::RoomsConfig;
+
+/// What a signalling connection receives from the room server.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A message to send to the client.
+    Signal(proto::signal_response::Message),
+    /// Close the connection with this reason.
+    Close(String),
+}
+
+enum Command {
+    Join(JoinRequest, mpsc::UnboundedSender<ConnEvent>),
+    Signal(ConnId, proto::signal_request::Message),
+    Disconnected(ConnId),
+    Stats(oneshot::Sender<(Stats, usize, usize)>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on the running room server (cheap to clone).
+#[derive(Clone)]
+pub struct RoomService {
+    tx: mpsc::UnboundedSender<Command>,
+    next_conn: Arc<AtomicU64>,
+    candidates: Arc<Vec<SocketAddr>>,
+}
+
+struct Socket {
+    sock: UdpSocket,
+    /// The address advertised for it (its own, or the public one).
+    advertised: SocketAddr,
+}
+
+impl RoomService {
+    /// Binds the media sockets and starts the room server task.
+    pub async fn start(cfg: &RoomsConfig, node_id: String) -> io::Result<(Self, JoinHandle<()>)> {
+        let ips = local_ips(cfg)?;
+        let mut sockets = Vec::new();
+        for ip in ips {
+            let local = SocketAddr::new(ip, cfg.udp_port);
+            let sock = UdpSocket::bind(local).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot bind media socket {local}: {e}"))
+            })?;
+            let advertised = match cfg.public_ip {
+                Some(public) if !ip.is_loopback() => SocketAddr::new(public, cfg.udp_port),
+                _ => local,
+            };
+            info!(%local, %advertised, "media socket bound");
+            sockets.push(Socket { sock, advertised });
+        }
+        let mut candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.advertised).collect();
+        candidates.dedup();
+        let server_cfg = ServerConfig {
+            candidates: candidates.clone(),
+            empty_timeout: cfg.empty_timeout,
+            ping_interval: cfg.ping_interval,
+            ping_timeout: cfg.ping_timeout,
+            max_participants: cfg.max_participants,
+            node_id,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(server_cfg, sockets, rx));
+        Ok((
+            Self {
+                tx,
+                next_conn: Arc::new(AtomicU64::new(1)),
+                candidates: Arc::new(candidates),
+            },
+            task,
+        ))
+    }
+
+    /// The advertised ICE host candidates.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    /// A fresh connection id.
+    pub fn new_conn(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Joins a participant; its messages arrive on `out`.
+    pub fn join(&self, req: JoinRequest, out: mpsc::UnboundedSender<ConnEvent>) {
+        let _ = self.tx.send(Command::Join(req, out));
+    }
+
+    /// Passes a signalling request.
+    pub fn signal(&self, conn: ConnId, msg: proto::signal_request::Message) {
+        let _ = self.tx.send(Command::Signal(conn, msg));
+    }
+
+    /// Tells the server a connection closed.
+    pub fn disconnected(&self, conn: ConnId) {
+        let _ = self.tx.send(Command::Disconnected(conn));
+    }
+
+    /// Counters, room and participant counts.
+    pub async fn stats(&self) -> Option<(Stats, usize, usize)> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Stats(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Tells every participant to leave, then stops the task.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The addresses to bind: configured ones, or every local address (IPv4 and global IPv6).
+fn local_ips(cfg: &RoomsConfig) -> io::Result<Vec<IpAddr>> {
+    if !cfg.bind_ips.is_empty() {
+        return Ok(cfg.bind_ips.clone());
+    }
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| match ip {
+            IpAddr::V4(_) => true,
+            // Link-local IPv6 needs a scope id that ICE candidates cannot carry.
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    if ips.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no local IP address",
+        ));
+    }
+    Ok(ips)
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedReceiver<Command>) {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut server = RoomServer::new(cfg, now(), unix_ms);
+    let mut conns: HashMap<ConnId, mpsc::UnboundedSender<ConnEvent>> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    let mut send_drops = 0u64;
+    loop {
+        // Drain the core.
+        let deadline = loop {
+            match server.poll_output() {
+                Output::Transmit {
+                    source,
+                    destination,
+                    data,
+                } => {
+                    let sock = sockets
+                        .iter()
+                        .find(|s| s.advertised == source)
+                        .or_else(|| sockets.first());
+                    if let Some(s) = sock {
+                        if s.sock.try_send_to(&data, destination).is_err() {
+                            send_drops += 1;
+                            if send_drops.is_power_of_two() {
+                                warn!(send_drops, "media socket send failed; datagrams dropped");
+                            }
+                        }
+                    }
+                }
+                Output::Signal(conn, msg) => {
+                    if let Some(tx) = conns.get(&conn) {
+                        let _ = tx.send(ConnEvent::Signal(msg));
+                    }
+                }
+                Output::Close(conn, why) => {
+                    if let Some(tx) = conns.remove(&conn) {
+                        let _ = tx.send(ConnEvent::Close(why));
+                    }
+                }
+                Output::Timeout(t) => break t,
+            }
+        };
+
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                match cmd {
+                    Command::Join(req, out) => {
+                        conns.insert(req.conn, out);
+                        server.handle_input(now(), Input::Join(req));
+                    }
+                    Command::Signal(c, m) => server.handle_input(now(), Input::Signal(c, m)),
+                    Command::Disconnected(c) => {
+                        conns.remove(&c);
+                        server.handle_input(now(), Input::Disconnected(c));
+                    }
+                    Command::Stats(tx) => {
+                        let (r, p) = server.counts();
+                        let _ = tx.send((server.stats(), r, p));
+                    }
+                    Command::Shutdown(done) => {
+                        server.handle_input(now(), Input::Shutdown);
+                        while let Output::Signal(..) | Output::Close(..) | Output::Transmit { .. } =
+                            flush_one(&mut server, &mut conns)
+                        {}
+                        let _ = done.send(());
+                        break;
+                    }
+                }
+            }
+            (idx, source, len) = recv_any(&sockets, &mut buf) => {
+                let destination = sockets[idx].advertised;
+                server.handle_input(now(), Input::Datagram { source, destination, data: &buf[..len] });
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                server.handle_input(now(), Input::Timeout);
+            }
+        }
+    }
+    info!("room server stopped");
+}
+
+/// Delivers one pending output during shutdown; returns it (Timeout ends the loop).
+fn flush_one(
+    server: &mut RoomServer,
+    conns: &mut HashMap<ConnId, mpsc::UnboundedSender<ConnEvent>>,
+) -> Output {
+    let o = server.poll_output();
+    match &o {
+        Output::Signal(conn, msg) => {
+            if let Some(tx) = conns.get(conn) {
+                let _ = tx.send(ConnEvent::Signal(msg.clone()));
+            }
+        }
+        Output::Close(conn, why) => {
+            if let Some(tx) = conns.remove(conn) {
+                let _ = tx.send(ConnEvent::Close(why.clone()));
+            }
+        }
+        _ => {}
+    }
+    o
+}
+
+/// Receives the next datagram from any socket: (socket index, source, length).
+async fn recv_any(sockets: &[Socket], buf: &mut [u8]) -> (usize, SocketAddr, usize) {
+    poll_fn(|cx| {
+        for (i, s) in sockets.iter().enumerate() {
+            loop {
+                let mut rb = ReadBuf::new(buf);
+                match s.sock.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(addr)) => return Poll::Ready((i, addr, rb.filled().len())),
+                    // ICMP errors surface here on Linux: skip them and read on.
+                    Poll::Ready(Err(_)) => continue,
+                    Poll::Pending => break,
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
