@@ -1024,6 +1024,11 @@ impl RoomServer {
             }
             Event::Connected => self.pc_connected(conn, side),
             Event::MediaAdded(m) if side == PcSide::Publisher => {
+                // Only media the client sends is a publication (some SDKs also add
+                // receive-only transceivers to the publisher PC).
+                if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
+                    return;
+                }
                 let track_id = self
                     .parts
                     .get_mut(&conn)
@@ -1093,6 +1098,7 @@ impl RoomServer {
                     .iter()
                     .position(|t| t.mid.is_none() && t.kind == kind)
             });
+        debug!(participant = %p.sid, %mid, %track_id, found = idx.is_some(), "binding media line");
         let Some(idx) = idx else {
             p.unbound_mids.push((mid, kind, track_id));
             return;
