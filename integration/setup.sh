@@ -45,6 +45,9 @@ if [ ! -f "$root/web/dist/app.js" ] || [ "$root/web/package.json" -nt "$root/web
 fi
 
 if [ $want_test -eq 1 ]; then
+  if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+    (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
   venv="$root/target/venv"
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"

@@ -1,6 +1,7 @@
 //! The `jonction` command: `run`, `token`, `check-config`, `version`.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,8 +76,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Version => ExitCode::SUCCESS,
         Command::CheckConfig => {
-            println!("configuration ok");
-            println!("{cfg:#?}");
+            // A closed stdout (`| head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "configuration ok\n{cfg:#?}");
             ExitCode::SUCCESS
         }
         Command::Token {
