@@ -375,7 +375,7 @@ impl Config {
                 message: "too short (at least 6 characters; use 32+ random ones)".into(),
             });
         }
-        if !lk.embedded() && !(lk.url.starts_with("ws://") || lk.url.starts_with("wss://")) {
+        if !(lk.embedded() || lk.url.starts_with("ws://") || lk.url.starts_with("wss://")) {
             return Err(ConfigError::BadValue {
                 key: "livekit.url".into(),
                 origin: Origin::Default,

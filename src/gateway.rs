@@ -2,18 +2,33 @@
 //! and the HTTP listener, reports readiness to systemd, and shuts down gracefully on SIGTERM:
 //! not ready, participants told to leave, listeners closed, exit.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::rooms::RoomService;
 use crate::token::Keys;
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+/// A started gateway.
+pub struct Running {
+    /// Where the HTTP listener is bound.
+    pub http_addr: SocketAddr,
+    /// The embedded room server, when it runs.
+    pub rooms: Option<RoomService>,
+    ready: Arc<AtomicBool>,
+    stop_tx: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts everything and returns once listening.
+pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     crate::rooms::install_crypto();
     let keys = Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret);
     let ready = Arc::new(AtomicBool::new(false));
@@ -32,6 +47,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
+    let http_addr = listener.local_addr()?;
     let dev_mode = cfg.http.dev_mode();
     let state = AppState {
         keys,
@@ -41,23 +57,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ready: ready.clone(),
     };
     let app = http::router(state);
-    info!(
-        listen = %cfg.http.listen,
-        dev_mode,
-        embedded_rooms = rooms.is_some(),
-        version = crate::VERSION,
-        "jonction started"
-    );
-    if dev_mode {
-        info!(
-            "development mode: open http://{}/ to join a room",
-            cfg.http.listen
-        );
-    }
-    ready.store(true, Ordering::Relaxed);
-    notify(&[sd_notify::NotifyState::Ready]);
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -65,21 +65,51 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             })
             .await
     });
+    info!(
+        listen = %http_addr,
+        dev_mode,
+        embedded_rooms = rooms.is_some(),
+        version = crate::VERSION,
+        "jonction started"
+    );
+    if dev_mode {
+        info!("development mode: open http://{http_addr}/ to join a room");
+    }
+    ready.store(true, Ordering::Relaxed);
+    Ok(Running {
+        http_addr,
+        rooms,
+        ready,
+        stop_tx,
+        server,
+    })
+}
 
+impl Running {
+    /// Graceful stop: not ready, participants told to leave, HTTP closed (10 s at most).
+    pub async fn stop(self) {
+        self.ready.store(false, Ordering::Relaxed);
+        if let Some(r) = &self.rooms {
+            r.shutdown().await;
+        }
+        let _ = self.stop_tx.send(());
+        match tokio::time::timeout(Duration::from_secs(10), self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!("http server ended with an error: {e}"),
+            Ok(Err(e)) => warn!("http server task failed: {e}"),
+            Err(_) => warn!("http connections did not close within 10 s; exiting anyway"),
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let running = start(&cfg).await?;
+    notify(&[sd_notify::NotifyState::Ready]);
     wait_for_signal().await;
     info!("shutting down");
     notify(&[sd_notify::NotifyState::Stopping]);
-    ready.store(false, Ordering::Relaxed);
-    if let Some(r) = &rooms {
-        r.shutdown().await;
-    }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(std::time::Duration::from_secs(10), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!("http server ended with an error: {e}"),
-        Ok(Err(e)) => warn!("http server task failed: {e}"),
-        Err(_) => warn!("http connections did not close within 10 s; exiting anyway"),
-    }
+    running.stop().await;
     info!("stopped");
     Ok(())
 }

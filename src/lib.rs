@@ -22,6 +22,7 @@ extern crate tracing;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod livekit;
 pub mod logging;
 pub mod rooms;
 pub mod token;

@@ -143,7 +143,7 @@ impl Keys {
     pub fn verify_join(&self, jwt: &str) -> Result<JoinGrant, TokenError> {
         let claims = TokenVerifier::with_api_key(&self.key, &self.secret)
             .verify(jwt)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+            .map_err(|e| TokenError::Invalid(reason(&e)))?;
         let v = &claims.video;
         if !v.room_join {
             return Err(TokenError::NotGranted("roomJoin"));
@@ -169,6 +169,22 @@ impl Keys {
             can_publish_data: none_set || v.can_publish_data.unwrap_or(false),
             hidden: v.hidden,
         })
+    }
+}
+
+/// A readable reason for a refused token (the library prints every decode error the same way).
+fn reason(e: &livekit_api::access_token::AccessTokenError) -> String {
+    use livekit_api::access_token::AccessTokenError as E;
+    let E::Encoding(inner) = e else {
+        return e.to_string();
+    };
+    match inner.to_string().as_str() {
+        "ExpiredSignature" => "token expired".into(),
+        "InvalidSignature" => "bad signature (wrong API secret?)".into(),
+        "InvalidIssuer" => "unknown API key (issuer)".into(),
+        "ImmatureSignature" => "token not valid yet (nbf in the future)".into(),
+        "InvalidAlgorithm" => "unsupported algorithm (only HS256)".into(),
+        other => format!("malformed token ({other})"),
     }
 }
 

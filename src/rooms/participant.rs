@@ -55,6 +55,8 @@ pub(crate) struct Participant {
     /// Labels of the client's channels on the publisher PC.
     pub pub_channels: HashMap<ChannelId, String>,
     pub sub_channels: Channels,
+    /// Reliable data packets waiting for the subscriber's `_reliable` channel to open.
+    pub pending_data: Vec<Vec<u8>>,
     /// Tracks announced by AddTrackRequest, and bound to a media line once negotiated.
     pub tracks: Vec<PublishedTrack>,
     /// Media lines of the publisher PC not yet matched to a track (offer before AddTrack).

@@ -35,6 +35,8 @@ const SPEAKER_INTERVAL: Duration = Duration::from_millis(400);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// Fewest time between two keyframe requests to one publisher track.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+/// Reliable data packets kept per participant until its channel opens.
+const MAX_PENDING_DATA: usize = 64;
 /// Version we report: the LiveKit server release whose protocol we follow.
 pub const COMPAT_SERVER_VERSION: &str = "1.9.0";
 /// Signalling protocol version we speak.
@@ -69,6 +71,8 @@ pub struct JoinRequest {
 }
 
 /// Inputs of the core.
+// Signalling messages are moved once each; boxing them would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Input<'a> {
     /// A new participant (token already verified).
@@ -93,6 +97,7 @@ pub enum Input<'a> {
 }
 
 /// Outputs of the core.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Output {
     /// A datagram to send.
@@ -292,6 +297,7 @@ impl RoomServer {
             subscriber,
             pub_channels: HashMap::new(),
             sub_channels: Channels::default(),
+            pending_data: Vec::new(),
             tracks: Vec::new(),
             unbound_mids: Vec::new(),
             down: Vec::new(),
@@ -360,7 +366,7 @@ impl RoomServer {
             }),
         );
         self.out
-            .push_back(Output::Close(conn, format!("{}", reason.as_str_name())));
+            .push_back(Output::Close(conn, reason.as_str_name().to_string()));
     }
 
     fn new_pc(&self, now: Instant) -> Pc {
@@ -1015,7 +1021,7 @@ impl RoomServer {
     fn handle_event(&mut self, conn: ConnId, side: PcSide, ev: Event) {
         match ev {
             Event::IceConnectionStateChange(s) => {
-                debug!(?side, ?s, "ice state");
+                debug!(?conn, ?side, ?s, "ice state");
                 if s == IceConnectionState::Disconnected {
                     if let Some(p) = self.parts.get_mut(&conn) {
                         p.pc(side).connected = false;
@@ -1041,19 +1047,38 @@ impl RoomServer {
                     .unwrap_or_default();
                 self.bind_media(conn, m.mid, m.kind, track_id);
             }
-            Event::MediaChanged(m) if side == PcSide::Publisher => {
-                if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
-                    self.unpublish(conn, m.mid);
-                }
+            Event::MediaChanged(m)
+                if side == PcSide::Publisher
+                    && !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) =>
+            {
+                self.unpublish(conn, m.mid);
             }
             Event::MediaData(d) if side == PcSide::Publisher => self.forward(conn, d),
             Event::KeyframeRequest(r) if side == PcSide::Subscriber => {
                 self.relay_keyframe_request(conn, r.mid)
             }
             Event::ChannelOpen(id, label) => {
-                if let Some(p) = self.parts.get_mut(&conn) {
-                    if side == PcSide::Publisher {
+                let Some(p) = self.parts.get_mut(&conn) else {
+                    return;
+                };
+                match side {
+                    PcSide::Publisher => {
                         p.pub_channels.insert(id, label);
+                    }
+                    PcSide::Subscriber if p.sub_channels.reliable == Some(id) => {
+                        debug!(participant = %p.sid, ?id, usable = p.subscriber.rtc.channel(id).is_some(), "subscriber reliable channel open");
+                        let queued = std::mem::take(&mut p.pending_data);
+                        if let Some(mut ch) = p.subscriber.rtc.channel(id) {
+                            for pkt in queued {
+                                if let Err(e) = ch.write(true, &pkt) {
+                                    debug!("queued data packet lost: {e}");
+                                }
+                            }
+                        }
+                        self.dirty.push((conn, PcSide::Subscriber));
+                    }
+                    PcSide::Subscriber => {
+                        debug!(participant = %p.sid, ?id, %label, reliable = ?p.sub_channels.reliable, "other subscriber channel open");
                     }
                 }
             }
@@ -1399,7 +1424,13 @@ impl RoomServer {
                 o.sub_channels.lossy
             };
             let Some(mut ch) = id.and_then(|id| o.subscriber.rtc.channel(id)) else {
-                debug!(participant = %o.sid, "data channel not open; packet dropped");
+                // Reliable packets wait (bounded) for the channel; lossy ones are dropped.
+                if reliable && o.pending_data.len() < MAX_PENDING_DATA {
+                    debug!(participant = %o.sid, ?id, alive = o.subscriber.rtc.is_alive(), "data packet queued until the channel opens");
+                    o.pending_data.push(bytes.clone());
+                } else {
+                    debug!(participant = %o.sid, ?id, alive = o.subscriber.rtc.is_alive(), "data channel not open; packet dropped");
+                }
                 continue;
             };
             match ch.write(true, &bytes) {

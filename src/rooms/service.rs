@@ -22,6 +22,7 @@ use super::server::{Input, JoinRequest, Output, RoomServer, ServerConfig, Stats}
 use crate::config::RoomsConfig;
 
 /// What a signalling connection receives from the room server.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ConnEvent {
     /// A message to send to the client.
@@ -30,6 +31,7 @@ pub enum ConnEvent {
     Close(String),
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Join(JoinRequest, mpsc::UnboundedSender<ConnEvent>),
     Signal(ConnId, proto::signal_request::Message),
@@ -62,8 +64,10 @@ impl RoomService {
             let sock = UdpSocket::bind(local).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot bind media socket {local}: {e}"))
             })?;
+            // Port 0 (tests) picks a free port: advertise the real one.
+            let local = sock.local_addr()?;
             let advertised = match cfg.public_ip {
-                Some(public) if !ip.is_loopback() => SocketAddr::new(public, cfg.udp_port),
+                Some(public) if !ip.is_loopback() => SocketAddr::new(public, local.port()),
                 _ => local,
             };
             info!(%local, %advertised, "media socket bound");

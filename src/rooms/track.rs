@@ -159,11 +159,7 @@ impl DownTrack {
         }
         let pick = match self.want {
             LayerWish::Highest => layers.last(),
-            LayerWish::Quality(q) => layers
-                .iter()
-                .filter(|l| l.quality <= q)
-                .next_back()
-                .or(layers.first()),
+            LayerWish::Quality(q) => layers.iter().rfind(|l| l.quality <= q).or(layers.first()),
             LayerWish::Fit { width, height } => layers
                 .iter()
                 .find(|l| l.width >= width && l.height >= height)
