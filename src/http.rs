@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rtc/validate", get(validate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/dev/token", get(dev_token))
         .route("/", get(index))
         .route("/room/{name}", get(index))
@@ -60,6 +61,91 @@ async fn readyz(State(st): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
+}
+
+/// Prometheus text exposition of the room server's counters.
+async fn metrics(State(st): State<AppState>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let ready = st.ready.load(Ordering::Relaxed) as u8;
+    let _ = writeln!(
+        out,
+        "# HELP jonction_ready 1 when serving.\n# TYPE jonction_ready gauge"
+    );
+    let _ = writeln!(out, "jonction_ready {ready}");
+    if let Some(snap) = match &st.rooms {
+        Some(r) => r.stats().await,
+        None => None,
+    } {
+        let s = snap.stats;
+        let gauges = [
+            ("jonction_rooms", "Open rooms.", snap.rooms as u64),
+            (
+                "jonction_participants",
+                "Connected participants.",
+                snap.participants as u64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let counters = [
+            (
+                "jonction_media_frames_in_total",
+                "Media frames received from publishers.",
+                s.frames_in,
+            ),
+            (
+                "jonction_media_frames_out_total",
+                "Media frames forwarded to subscribers.",
+                s.frames_out,
+            ),
+            (
+                "jonction_datagrams_unrouted_total",
+                "Datagrams no peer connection accepted.",
+                s.datagrams_unrouted,
+            ),
+            (
+                "jonction_data_packets_relayed_total",
+                "Data packets relayed.",
+                s.data_relayed,
+            ),
+            (
+                "jonction_data_packets_malformed_total",
+                "Malformed data packets dropped.",
+                s.data_malformed,
+            ),
+            (
+                "jonction_datagrams_send_dropped_total",
+                "Datagrams the socket refused.",
+                snap.send_drops,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let h = &snap.forward_latency;
+        let name = "jonction_forward_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Datagram in to datagram out inside the room server."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (le, c) in h.cumulative() {
+            let le = if le == u64::MAX {
+                "+Inf".to_string()
+            } else {
+                format!("{}", le as f64 / 1e6)
+            };
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_sum {}", h.sum_us() as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {}", h.count());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 async fn index(State(st): State<AppState>) -> Response {

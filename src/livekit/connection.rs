@@ -59,14 +59,25 @@ impl RoomLink {
     /// Opens the signalling connection to `url` (`ws://host:port`) with `token`, and a UDP socket
     /// on `bind_ip` for media.
     pub async fn connect(url: &str, token: &str, bind_ip: IpAddr) -> Result<Self, LinkError> {
+        Self::connect_with(url, token, bind_ip, true).await
+    }
+
+    /// Like [`RoomLink::connect`], choosing whether the server subscribes us to every track.
+    pub async fn connect_with(
+        url: &str,
+        token: &str,
+        bind_ip: IpAddr,
+        auto_subscribe: bool,
+    ) -> Result<Self, LinkError> {
         let pub_sock = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).await?;
         let sub_sock = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).await?;
         let pub_local = pub_sock.local_addr()?;
         let sub_local = sub_sock.local_addr()?;
         let endpoint = format!(
-            "{}/rtc?access_token={}&auto_subscribe=1&sdk=rust&protocol=16&version={}",
+            "{}/rtc?access_token={}&auto_subscribe={}&sdk=rust&protocol=16&version={}",
             url.trim_end_matches('/'),
             token,
+            u8::from(auto_subscribe),
             crate::VERSION
         );
         let req = endpoint

@@ -9,6 +9,7 @@
 //! rooms is handled by one task, so forwarding is a function call from one `Rtc` to another.
 
 pub mod ids;
+pub mod latency;
 pub mod participant;
 pub mod server;
 pub mod service;

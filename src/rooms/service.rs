@@ -17,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::latency::Histogram;
 use super::participant::ConnId;
 use super::server::{Input, JoinRequest, Output, RoomServer, ServerConfig, Stats};
 use crate::config::RoomsConfig;
@@ -36,8 +37,23 @@ enum Command {
     Join(JoinRequest, mpsc::UnboundedSender<ConnEvent>),
     Signal(ConnId, proto::signal_request::Message),
     Disconnected(ConnId),
-    Stats(oneshot::Sender<(Stats, usize, usize)>),
+    Stats(oneshot::Sender<Snapshot>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters of the running room server.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Core counters.
+    pub stats: Stats,
+    /// Open rooms.
+    pub rooms: usize,
+    /// Connected participants.
+    pub participants: usize,
+    /// Datagram in → datagram out, for every datagram sent because one arrived.
+    pub forward_latency: Histogram,
+    /// Datagrams the socket refused (full buffer).
+    pub send_drops: u64,
 }
 
 /// A handle on the running room server (cheap to clone).
@@ -120,8 +136,8 @@ impl RoomService {
         let _ = self.tx.send(Command::Disconnected(conn));
     }
 
-    /// Counters, room and participant counts.
-    pub async fn stats(&self) -> Option<(Stats, usize, usize)> {
+    /// Counters, room and participant counts, latency.
+    pub async fn stats(&self) -> Option<Snapshot> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Stats(tx)).ok()?;
         rx.await.ok()
@@ -174,6 +190,9 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<ConnEvent>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut send_drops = 0u64;
+    let mut latency = Histogram::default();
+    // When the input being handled is a datagram: when it was read.
+    let mut input_at: Option<std::time::Instant> = None;
     loop {
         // Drain the core.
         let deadline = loop {
@@ -188,7 +207,11 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                         .find(|s| s.advertised == source)
                         .or_else(|| sockets.first());
                     if let Some(s) = sock {
-                        if s.sock.try_send_to(&data, destination).is_err() {
+                        let sent = s.sock.try_send_to(&data, destination);
+                        if let Some(t0) = input_at {
+                            latency.record(t0.elapsed());
+                        }
+                        if sent.is_err() {
                             send_drops += 1;
                             if send_drops.is_power_of_two() {
                                 warn!(send_drops, "media socket send failed; datagrams dropped");
@@ -209,6 +232,7 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                 Output::Timeout(t) => break t,
             }
         };
+        input_at = None;
 
         tokio::select! {
             cmd = rx.recv() => {
@@ -224,8 +248,14 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                         server.handle_input(now(), Input::Disconnected(c));
                     }
                     Command::Stats(tx) => {
-                        let (r, p) = server.counts();
-                        let _ = tx.send((server.stats(), r, p));
+                        let (rooms, participants) = server.counts();
+                        let _ = tx.send(Snapshot {
+                            stats: server.stats(),
+                            rooms,
+                            participants,
+                            forward_latency: latency.clone(),
+                            send_drops,
+                        });
                     }
                     Command::Shutdown(done) => {
                         server.handle_input(now(), Input::Shutdown);
@@ -239,6 +269,7 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
             }
             (idx, source, len) = recv_any(&sockets, &mut buf) => {
                 let destination = sockets[idx].advertised;
+                input_at = Some(now());
                 server.handle_input(now(), Input::Datagram { source, destination, data: &buf[..len] });
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
