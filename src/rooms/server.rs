@@ -905,6 +905,7 @@ impl RoomServer {
     }
 
     fn housekeeping(&mut self) {
+        trace!(rooms = self.rooms.len(), "housekeeping");
         let now = self.now;
         let silent: Vec<ConnId> = self
             .parts

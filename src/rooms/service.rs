@@ -273,6 +273,7 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                 server.handle_input(now(), Input::Datagram { source, destination, data: &buf[..len] });
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                trace!(?deadline, "room server timeout");
                 server.handle_input(now(), Input::Timeout);
             }
         }

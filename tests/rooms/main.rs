@@ -14,6 +14,10 @@ use str0m::media::{Frequency, MediaKind, MediaTime};
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 async fn start() -> (jonction::gateway::Running, String, Keys) {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[(&str, &str)]) -> (jonction::gateway::Running, String, Keys) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -28,7 +32,10 @@ async fn start() -> (jonction::gateway::Running, String, Keys) {
             "JONCTION_ROOMS__BIND_IPS".to_string(),
             "127.0.0.1".to_string(),
         ),
-    ];
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    .collect::<Vec<_>>();
     let cfg = Config::load_with_env(None, &env).expect("test config");
     let running = jonction::gateway::start(&cfg)
         .await
@@ -236,6 +243,36 @@ async fn bad_tokens_and_bad_frames() {
     }
     assert_eq!(http_get(&format!("{http}/healthz")).await.0, 200);
     assert_eq!(http_get(&format!("{http}/readyz")).await.0, 200);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_room_closes_after_grace_period() {
+    let (running, url, keys) = start_with(&[("JONCTION_ROOMS__EMPTY_TIMEOUT", "1s")]).await;
+    let rooms = running.rooms.clone().expect("embedded rooms");
+    let mut a = RoomLink::connect(&url, &token(&keys, "t3", "dave"), LO)
+        .await
+        .expect("connects");
+    wait_for(&mut a, "joined", |e| {
+        matches!(e, ClientEvent::Joined { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(rooms.stats().await.expect("stats").rooms, 1);
+    a.leave();
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = rooms.stats().await.expect("stats");
+    assert_eq!(
+        (s.rooms, s.participants),
+        (1, 0),
+        "the room stays during the grace period"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rooms.stats().await.expect("stats").rooms,
+        0,
+        "the empty room closed"
+    );
     running.stop().await;
 }
 

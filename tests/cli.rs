@@ -1,0 +1,127 @@
+//! The `jonction` command line: version, token, check-config, and configuration errors.
+
+use std::process::Command;
+
+use jonction::token::Keys;
+
+fn jonction(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jonction"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("jonction runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version() {
+    let (code, out, _) = jonction(&["version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("jonction {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn token_is_verifiable_with_the_configured_keys() {
+    let env = [
+        ("JONCTION_LIVEKIT__API_KEY", "APItest"),
+        ("JONCTION_LIVEKIT__API_SECRET", "test-secret-123"),
+    ];
+    let (code, out, err) = jonction(
+        &[
+            "token",
+            "--room",
+            "demo",
+            "--identity",
+            "alice",
+            "--name",
+            "Alice",
+            "--kind",
+            "sip",
+            "--ttl",
+            "10m",
+            "--no-subscribe",
+            "--attribute",
+            "sip.callID=abc",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let g = Keys::new("APItest", "test-secret-123")
+        .verify_join(out.trim())
+        .expect("valid token");
+    assert_eq!(
+        (g.room.as_str(), g.identity.as_str(), g.name.as_str()),
+        ("demo", "alice", "Alice")
+    );
+    assert_eq!(g.kind, "sip");
+    assert!(g.can_publish && !g.can_subscribe);
+    assert_eq!(
+        g.attributes.get("sip.callID").map(String::as_str),
+        Some("abc")
+    );
+    assert!(Keys::new("APItest", "other-secret")
+        .verify_join(out.trim())
+        .is_err());
+
+    let (code, _, err) = jonction(
+        &[
+            "token",
+            "--room",
+            "demo",
+            "--identity",
+            "a",
+            "--ttl",
+            "soon",
+        ],
+        &env,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--ttl"), "{err}");
+}
+
+#[test]
+fn check_config_names_bad_keys_and_their_origin() {
+    let dir = std::env::temp_dir().join(format!("jonction-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[http]\nlisten = \"127.0.0.1:7999\"\n").expect("write");
+    let (code, out, err) = jonction(&["check-config", "--config", good.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("configuration ok") && out.contains("7999"),
+        "{out}"
+    );
+
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "[rooms]\nudp_prot = 1\n").expect("write");
+    let (code, _, err) = jonction(&["check-config", "--config", typo.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("rooms.udp_prot") && err.contains("typo.toml"),
+        "{err}"
+    );
+
+    let (code, _, err) = jonction(
+        &["check-config"],
+        &[("JONCTION_ROOMS__EMPTY_TIMEOUT", "forever")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("rooms.empty_timeout") && err.contains("JONCTION_ROOMS__EMPTY_TIMEOUT"),
+        "{err}"
+    );
+
+    // The sample configuration shipped for systemd is valid.
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/jonction.toml");
+    let (code, _, err) = jonction(&["check-config", "--config", sample], &[]);
+    assert_eq!(code, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
