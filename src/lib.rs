@@ -25,6 +25,7 @@ pub mod http;
 pub mod livekit;
 pub mod logging;
 pub mod rooms;
+pub mod sip;
 pub mod token;
 
 /// The version string (`jonction version`).

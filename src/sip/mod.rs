@@ -1,0 +1,6 @@
+//! SIP (RFC 3261): messages, request validation, and (next) transactions and dialogs.
+//!
+//! Every piece is sans-IO: bytes in, messages and verdicts out.
+
+pub mod message;
+pub mod validate;
