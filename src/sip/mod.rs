@@ -3,4 +3,5 @@
 //! Every piece is sans-IO: bytes in, messages and verdicts out.
 
 pub mod message;
+pub mod transaction;
 pub mod validate;

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -335,6 +335,7 @@ async function writeLogs() {
 }
 
 function printDiagnosis() {
+  if (!state.server) return;
   console.log('---- server output (tail) ----');
   for (const l of state.serverLog.last(60)) console.log(l);
   if (state.serverExit) console.log(`(server ${state.serverExit})`);
@@ -355,6 +356,8 @@ async function cleanup() {
 // ---------------------------------------------------------------------------------------------
 
 async function run() {
+  const local = Object.values(networkInterfaces()).flat().some((a) => a.address === HOST);
+  if (!local) throw new Error(`${HOST} is not a local address: run inside integration/netns.sh`);
   if (!existsSync(BIN)) throw new Error(`no server binary at ${BIN} (cargo build, or set JONCTION_BIN)`);
   if (!existsSync(join(ROOT, 'web', 'dist', 'app.js'))) {
     throw new Error('web/dist/app.js missing: cd web && npm ci && npm run build');

@@ -27,7 +27,7 @@ const ui = {
 const test = { room: null, state: 'idle', error: null, publishError: null };
 window.jonctionTest = test;
 
-/** identity -> { el, video, nameEl, placeholder, participant, local, videoTrack } */
+/** identity -> { el, video, nameEl, placeholder, participant, local, videoTrack, audios } */
 const tiles = new Map();
 const CONNECT_TIMEOUT_MS = 15000;
 let leaving = false;
@@ -108,7 +108,8 @@ function ensureTile(participant) {
   nameEl.className = 'name';
 
   el.append(video, placeholder, nameEl);
-  t = { el, video, nameEl, placeholder, participant, local, videoTrack: null };
+  // audios: remote audio track -> its <audio> element
+  t = { el, video, nameEl, placeholder, participant, local, videoTrack: null, audios: new Map() };
   tiles.set(participant.identity, t);
   updateTileName(t);
 
@@ -132,9 +133,8 @@ function removeTile(identity) {
   const t = tiles.get(identity);
   if (!t) return;
   if (t.videoTrack) t.videoTrack.detach(t.video);
-  for (const a of t.el.querySelectorAll('audio')) {
-    a.srcObject = null;
-  }
+  for (const [track, audio] of t.audios) track.detach(audio);
+  t.audios.clear();
   t.el.remove();
   tiles.delete(identity);
 }
@@ -142,13 +142,17 @@ function removeTile(identity) {
 function attachTrack(track, participant) {
   const t = ensureTile(participant);
   if (track.kind === Track.Kind.Video) {
-    if (t.videoTrack && t.videoTrack !== track) t.videoTrack.detach(t.video);
+    if (t.videoTrack === track) return;
+    if (t.videoTrack) t.videoTrack.detach(t.video);
     t.videoTrack = track;
     track.attach(t.video);
     t.el.classList.add('has-video');
   } else if (track.kind === Track.Kind.Audio && !t.local) {
-    // the local microphone is never played back
+    // the local microphone is never played back; a track already attached keeps its element
+    // (TrackSubscribed can fire during connect() and the publication is seen again after it)
+    if (t.audios.has(track)) return;
     const audio = track.attach();
+    t.audios.set(track, audio);
     audio.dataset.trackSid = track.sid ?? '';
     t.el.append(audio);
     audio.play().catch(() => updateAudioButton());
@@ -160,6 +164,7 @@ function detachTrack(track, participant) {
   for (const el of track.detach()) {
     if (el.tagName === 'AUDIO') el.remove();
   }
+  t?.audios.delete(track);
   if (t && t.videoTrack === track) {
     t.videoTrack = null;
     t.el.classList.remove('has-video');
