@@ -315,7 +315,7 @@ impl ClientTransaction {
             }
             ClientState::Accepted => {
                 // Retransmitted 2xx go to the TU, which re-sends its ACK.
-                return if status < 300 && status >= 200 {
+                return if (200..300).contains(&status) {
                     vec![Action::Deliver]
                 } else {
                     Vec::new()
