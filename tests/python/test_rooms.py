@@ -169,15 +169,18 @@ class SinePublisher:
 class VideoPublisher:
     """Publishes RGBA frames of a changing pattern (background colour cycles, a bar moves), ~15 fps."""
 
-    def __init__(self, room: rtc.Room, width: int = 320, height: int = 240, fps: float = 15.0):
+    def __init__(
+        self, room: rtc.Room, width: int = 320, height: int = 240, fps: float = 15.0, simulcast: bool = False
+    ):
         self.room, self.width, self.height, self.fps = room, width, height, fps
+        self.simulcast = simulcast
         self.frames_pushed = 0
         self._task: Optional[asyncio.Task] = None
 
     async def start(self) -> rtc.LocalTrackPublication:
         self.source = rtc.VideoSource(self.width, self.height)
         self.track = rtc.LocalVideoTrack.create_video_track("pattern", self.source)
-        opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, simulcast=False)
+        opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, simulcast=self.simulcast)
         try:
             pub = await asyncio.wait_for(self.room.local_participant.publish_track(self.track, opts), EVENT_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -443,6 +446,50 @@ def test_video_reaches_subscriber_at_publisher_resolution(server: Server):
                     await asyncio.wait_for(stream.aclose(), 5.0)
             log.info("video sizes received: %s; red samples %s", sizes, reds)
             assert len({r // 16 for r in reds}) >= 3, f"decoded frames do not change (red means {reds})"
+
+    run(main())
+
+
+def test_simulcast_layer_follows_subscriber_choice(server: Server):
+    """B publishes 1280x720 with simulcast; A first gets the top layer, then asks for the low
+    layer (UpdateTrackSettings) and receives smaller frames, then the top one again."""
+    W, H = 1280, 720
+
+    async def main():
+        room = room_name()
+        async with Rooms(server) as rooms:
+            a = await rooms.connect(room, "alice")
+            b = await rooms.connect(room, "bob")
+            got_video = remote_track_waiter(a, "bob", rtc.TrackKind.KIND_VIDEO)
+            video = VideoPublisher(b, W, H, fps=10.0, simulcast=True)
+            await video.start()
+            track, rpub, _ = await got_video.wait("bob's video at alice")
+            stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGBA)
+            widths: list[int] = []
+
+            async def until(pred, what: str) -> None:
+                async def pull():
+                    async for ev in stream:
+                        widths.append(ev.frame.width)
+                        if pred(ev.frame.width):
+                            return
+
+                try:
+                    await asyncio.wait_for(pull(), MEDIA_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    pytest.fail(f"{what}: widths seen {sorted(set(widths))} (last {widths[-5:]})")
+
+            try:
+                await until(lambda w: w == W, "top layer first")
+                rpub.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
+                await until(lambda w: 0 < w < W // 2, "low layer after set_video_quality(LOW)")
+                rpub.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_HIGH)
+                await until(lambda w: w == W, "top layer again after set_video_quality(HIGH)")
+            finally:
+                await video.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stream.aclose(), 5.0)
+            log.info("simulcast widths received: %s", sorted(set(widths)))
 
     run(main())
 
