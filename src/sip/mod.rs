@@ -2,6 +2,7 @@
 //!
 //! Every piece is sans-IO: bytes in, messages and verdicts out.
 
+pub mod endpoint;
 pub mod message;
 pub mod transaction;
 pub mod validate;
