@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration and its `JONCTION_*` environment overrides;
 //! - [`token`]: LiveKit access tokens (mint and verify);
 //! - [`rooms`]: the embedded room server (sans-IO core + tokio shell);
+//! - [`sip`]: the SIP protocol core (so far the SDP offer/answer model);
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
 //! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
 //! - [`logging`]: tracing set-up.
@@ -25,6 +26,7 @@ pub mod http;
 pub mod livekit;
 pub mod logging;
 pub mod rooms;
+pub mod sip;
 pub mod token;
 
 /// The version string (`jonction version`).

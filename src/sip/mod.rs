@@ -1,0 +1,3 @@
+//! SIP protocol core (sans-IO). For now only the SDP offer/answer model lives here.
+
+pub mod sdp;
