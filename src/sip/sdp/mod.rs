@@ -11,9 +11,15 @@
 //! Only audio is negotiated; every other m-line is answered with port 0 (RFC 3264 §6), which
 //! keeps room systems that offer video and BFCP talking to us.
 
+mod answer;
 mod codec;
 mod description;
+mod negotiated;
+mod offer;
+mod policy;
+mod session;
 
+pub use answer::{answer, Answer};
 pub use codec::{
     fmtp_params, static_payload, OpusParams, RtpCodec, OPUS_FMTP, TELEPHONE_EVENT,
     TELEPHONE_EVENT_FMTP,
@@ -21,6 +27,10 @@ pub use codec::{
 pub use description::{
     Connection, Direction, MediaDescription, MediaKind, Proto, RtcpAttribute, SessionDescription,
 };
+pub use negotiated::{Negotiated, NegotiationError, Reject};
+pub use offer::{accept_answer, offer, reoffer};
+pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, UnknownCodec};
+pub use session::{LocalSdp, SdpSession};
 
 /// A session description that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,3 +41,6 @@ pub enum SdpError {
     #[error("malformed SDP: {0}")]
     Syntax(String),
 }
+
+#[cfg(test)]
+mod tests;
