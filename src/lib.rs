@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration and its `JONCTION_*` environment overrides;
 //! - [`token`]: LiveKit access tokens (mint and verify);
 //! - [`rooms`]: the embedded room server (sans-IO core + tokio shell);
+//! - [`sip`]: the SIP protocol core: messages, validation, transactions, endpoint, SDP;
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
 //! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
 //! - [`logging`]: tracing set-up.

@@ -549,9 +549,7 @@ fn server_key(msg: &Message, method: &str) -> ServerKey {
             format!(
                 "2543:{}:{}:{cseq}",
                 msg.header("Call-ID").unwrap_or_default(),
-                msg.header("From")
-                    .and_then(|f| tag_of(f))
-                    .unwrap_or_default()
+                msg.header("From").and_then(tag_of).unwrap_or_default()
             )
         }
     };

@@ -1,8 +1,10 @@
-//! SIP (RFC 3261): messages, request validation, and (next) transactions and dialogs.
+//! SIP (RFC 3261): messages, request validation, transactions, the endpoint that demultiplexes
+//! them, and SDP offer/answer for the media of a call.
 //!
-//! Every piece is sans-IO: bytes in, messages and verdicts out.
+//! Every piece is sans-IO: bytes and time in, messages, verdicts and timers out.
 
 pub mod endpoint;
 pub mod message;
+pub mod sdp;
 pub mod transaction;
 pub mod validate;

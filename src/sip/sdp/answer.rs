@@ -1,0 +1,280 @@
+//! Answering a remote offer for the audio stream (RFC 3264 §6, §6.1; RFC 4733 §7.1 for
+//! telephone-event; RFC 7587 §7 for Opus; RFC 5761 §5.1.1 for rtcp-mux).
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::codec::{RtpCodec, TELEPHONE_EVENT, TELEPHONE_EVENT_FMTP};
+use super::description::{MediaDescription, MediaKind, SessionDescription};
+use super::negotiated::{Negotiated, NegotiationError, Reject};
+use super::policy::{CodecOrder, LocalMedia, MediaPolicy};
+use super::session::LocalSdp;
+use super::Direction;
+
+/// An accepted offer: the answer to send and what it sets up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The answer; render it with [`super::SdpSession::render`].
+    pub sdp: LocalSdp,
+    /// The negotiated audio stream.
+    pub negotiated: Negotiated,
+}
+
+/// Answers `offer` as RFC 3264 §6 says, for the audio stream only.
+///
+/// - The audio stream is the first audio m-line with a non-zero port over plain RTP
+///   (`RTP/AVP`, `RTP/AVPF`) that has a codec in common with `policy`. SRTP audio m-lines are
+///   answered with port 0 until SRTP exists; `a=crypto` on a plain `RTP/AVP` line ("best
+///   effort SRTP") is ignored, so such calls fall back to RTP.
+/// - The answer carries exactly one codec, with the offerer's payload type number, plus
+///   `telephone-event` at that codec's clock rate when offered and enabled.
+/// - Every other m-line (video, BFCP, a second audio, disabled ones) is answered with port 0,
+///   the offer's proto and its first format, so the answer has the offer's m-lines in order.
+/// - The direction is the offer's reversed (`sendonly` → `recvonly`, `recvonly` → `sendonly`,
+///   `inactive` → `inactive`), limited by `local`'s own; an RFC 2543 `c=0.0.0.0` hold counts
+///   as `sendonly`. A hold is never answered `sendrecv`.
+///
+/// Fails with a [`Reject`] (488 and a `Warning`) when no audio can be set up.
+pub fn answer(
+    offer: &SessionDescription,
+    policy: &MediaPolicy,
+    local: &LocalMedia,
+) -> Result<Answer, Reject> {
+    let agent = warn_agent(local.address());
+    let reject = |error| Reject::new(error, &agent);
+
+    let (index, pt, offered, ours) = choose_stream(offer, policy).map_err(reject)?;
+    let media = &offer.media[index];
+    let connection = offer
+        .connection_of(media)
+        .ok_or(NegotiationError::NoConnection)
+        .map_err(reject)?;
+    let remote_ip = connection
+        .ip
+        .ok_or_else(|| NegotiationError::UnresolvedAddress(connection.address.clone()))
+        .map_err(reject)?;
+
+    let direction = offer
+        .direction_of(media)
+        .reversed()
+        .intersect(local.direction());
+    let dtmf_pt = policy
+        .telephone_event
+        .then(|| media.telephone_event(offered.clock_rate))
+        .flatten();
+    let rtcp_mux = policy.rtcp_mux && media.rtcp_mux;
+    let clock_rate = offered.clock_rate;
+    let negotiated = negotiated(
+        index,
+        pt,
+        offered,
+        dtmf_pt,
+        remote_ip,
+        media,
+        rtcp_mux,
+        direction,
+        policy.ptime,
+    );
+
+    let address = local.address_for(Some(remote_ip));
+    let mut body = session_skeleton(address);
+    for (i, m) in offer.media.iter().enumerate() {
+        if i == index {
+            let audio = AudioLine {
+                media: &m.media,
+                port: local.rtp_port(),
+                proto: &m.proto_text,
+                codecs: vec![(pt, ours.clone())],
+                dtmf_pts: dtmf_pt.map(|pt| (pt, clock_rate)).into_iter().collect(),
+                ptime: policy.ptime,
+                direction,
+                rtcp_mux,
+            };
+            body.medias.push(audio.build());
+        } else {
+            body.medias.push(rejected(m));
+        }
+    }
+    Ok(Answer {
+        sdp: LocalSdp::new(body, address),
+        negotiated,
+    })
+}
+
+/// Picks the audio m-line and codec: (m-line index, payload type, the offered description,
+/// ours).
+fn choose_stream<'p>(
+    offer: &SessionDescription,
+    policy: &'p MediaPolicy,
+) -> Result<(usize, u8, RtpCodec, &'p RtpCodec), NegotiationError> {
+    let mut other_transport = None;
+    let mut plain_audio = false;
+    for (i, m) in offer.media.iter().enumerate() {
+        if m.kind != MediaKind::Audio || m.port == 0 {
+            continue;
+        }
+        if !m.proto.is_plain_rtp() {
+            other_transport.get_or_insert_with(|| m.proto_text.clone());
+            continue;
+        }
+        plain_audio = true;
+        if let Some((pt, offered, ours)) = choose_codec(m, policy) {
+            return Ok((i, pt, offered, ours));
+        }
+    }
+    Err(match other_transport {
+        _ if plain_audio => NegotiationError::NoCommonCodec,
+        Some(proto) => NegotiationError::IncompatibleTransport(proto),
+        None => NegotiationError::NoAudio,
+    })
+}
+
+fn choose_codec<'p>(
+    m: &MediaDescription,
+    policy: &'p MediaPolicy,
+) -> Option<(u8, RtpCodec, &'p RtpCodec)> {
+    let offered: Vec<(u8, RtpCodec)> = m
+        .codecs()
+        .into_iter()
+        .filter(|(_, c)| !c.is_telephone_event() && !c.is_comfort_noise())
+        .collect();
+    match policy.codec_order {
+        CodecOrder::Ours => policy.codecs.iter().find_map(|ours| {
+            offered
+                .iter()
+                .find(|(_, c)| c.matches(ours))
+                .map(|(pt, c)| (*pt, c.clone(), ours))
+        }),
+        CodecOrder::Theirs => offered
+            .into_iter()
+            .find_map(|(pt, c)| policy.supported(&c).map(|ours| (pt, c, ours))),
+    }
+}
+
+/// Fills [`Negotiated`] from the peer's m-line.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn negotiated(
+    media_index: usize,
+    pt: u8,
+    codec: RtpCodec,
+    dtmf_pt: Option<u8>,
+    remote_ip: IpAddr,
+    remote: &MediaDescription,
+    rtcp_mux: bool,
+    direction: Direction,
+    our_ptime: Option<u32>,
+) -> Negotiated {
+    let remote_rtp = SocketAddr::new(remote_ip, remote.port);
+    let remote_rtcp = match (rtcp_mux, remote.rtcp) {
+        (true, _) => remote_rtp,
+        (false, Some(rtcp)) => SocketAddr::new(rtcp.ip.unwrap_or(remote_ip), rtcp.port),
+        (false, None) => {
+            SocketAddr::new(remote_ip, remote.port.checked_add(1).unwrap_or(remote.port))
+        }
+    };
+    let mut ptime = remote
+        .ptime
+        .filter(|p| (10..=120).contains(p))
+        .or(our_ptime)
+        .unwrap_or(20);
+    if let Some(max) = remote.maxptime.filter(|m| *m >= 10) {
+        ptime = ptime.min(max);
+    }
+    let opus = codec.is("opus").then(|| codec.opus_params());
+    Negotiated {
+        media_index,
+        pt,
+        clock_rate: codec.clock_rate,
+        codec,
+        ptime,
+        dtmf_pt,
+        remote_rtp,
+        remote_rtcp,
+        rtcp_mux,
+        direction,
+        opus,
+    }
+}
+
+/// The session-level part of a description we write: `v=`, a placeholder `o=` (set by
+/// [`super::SdpSession`]), `s=`, `c=`, `t=0 0`.
+pub(super) fn session_skeleton(address: IpAddr) -> sdp_types::Session {
+    let mut s =
+        sdp_types::Session::new(sdp_types::Origin::with_ip_addr("0", 0, address), "jonction");
+    s.connection = Some(sdp_types::Connection::from_ip_addr(address));
+    s.add_time(sdp_types::Time::new(0, 0));
+    s
+}
+
+/// An m-line answered (or re-offered) with port 0: same media and proto, one format of the
+/// original, no attributes (RFC 3264 §6, §8.2).
+pub(super) fn rejected(m: &MediaDescription) -> sdp_types::Media {
+    let format = m.formats.first().map_or("0", String::as_str);
+    let mut media = sdp_types::Media::new(
+        sdp_types::MediaType::Audio,
+        0,
+        sdp_types::TransportProto::RtpAvp,
+        format,
+    );
+    media.media = m.media.clone();
+    media.proto = m.proto_text.clone();
+    media
+}
+
+/// The audio m-line we write, in an offer or an answer.
+pub(super) struct AudioLine<'a> {
+    pub media: &'a str,
+    pub port: u16,
+    pub proto: &'a str,
+    pub codecs: Vec<(u8, RtpCodec)>,
+    /// telephone-event payload types, each at the clock rate of one of the codecs.
+    pub dtmf_pts: Vec<(u8, u32)>,
+    pub ptime: Option<u32>,
+    pub direction: Direction,
+    pub rtcp_mux: bool,
+}
+
+impl AudioLine<'_> {
+    pub(super) fn build(self) -> sdp_types::Media {
+        let formats: Vec<String> = self
+            .codecs
+            .iter()
+            .map(|(pt, _)| *pt)
+            .chain(self.dtmf_pts.iter().map(|(pt, _)| *pt))
+            .map(|pt| pt.to_string())
+            .collect();
+        let mut m = sdp_types::Media::new(
+            sdp_types::MediaType::Audio,
+            self.port,
+            sdp_types::TransportProto::RtpAvp,
+            formats.join(" "),
+        );
+        m.media = self.media.to_string();
+        m.proto = self.proto.to_string();
+        for (pt, codec) in &self.codecs {
+            m.add_attribute_with_value("rtpmap", codec.rtpmap(*pt));
+            if let Some(fmtp) = &codec.fmtp {
+                m.add_attribute_with_value("fmtp", format!("{pt} {fmtp}"));
+            }
+        }
+        for (pt, rate) in &self.dtmf_pts {
+            m.add_attribute_with_value("rtpmap", format!("{pt} {TELEPHONE_EVENT}/{rate}"));
+            m.add_attribute_with_value("fmtp", format!("{pt} {TELEPHONE_EVENT_FMTP}"));
+        }
+        if let Some(ptime) = self.ptime {
+            m.add_attribute_with_value("ptime", ptime);
+        }
+        if self.rtcp_mux {
+            m.add_attribute(sdp_types::Attribute::new("rtcp-mux"));
+        }
+        m.add_attribute(sdp_types::Attribute::new(self.direction.as_str()));
+        m
+    }
+}
+
+/// The warn-agent of RFC 3261 §20.43: our host, bracketed when IPv6.
+fn warn_agent(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}

@@ -1,0 +1,46 @@
+//! SDP for the SIP leg: parsing remote descriptions (RFC 8866) and the offer/answer model for
+//! the audio stream (RFC 3264), sans-IO: pure functions and small structs.
+//!
+//! - [`SessionDescription::parse`] gives a typed view of a remote SDP.
+//! - [`answer`] answers a remote offer (INVITE with SDP, re-INVITE); [`offer`] and
+//!   [`reoffer`] write our offers (delayed-offer INVITE answered in the 200 OK, our re-INVITEs),
+//!   and [`accept_answer`] checks the answer to them.
+//! - Both ends produce a [`Negotiated`] (what the media layer needs) and a [`LocalSdp`], which
+//!   an [`SdpSession`] (one per dialog) turns into text with a correct `o=` line.
+//!
+//! Only audio is negotiated; every other m-line is answered with port 0 (RFC 3264 §6), which
+//! keeps room systems that offer video and BFCP talking to us.
+
+mod answer;
+mod codec;
+mod description;
+mod negotiated;
+mod offer;
+mod policy;
+mod session;
+
+pub use answer::{answer, Answer};
+pub use codec::{
+    fmtp_params, static_payload, OpusParams, RtpCodec, OPUS_FMTP, TELEPHONE_EVENT,
+    TELEPHONE_EVENT_FMTP,
+};
+pub use description::{
+    Connection, Direction, MediaDescription, MediaKind, Proto, RtcpAttribute, SessionDescription,
+};
+pub use negotiated::{Negotiated, NegotiationError, Reject};
+pub use offer::{accept_answer, offer, reoffer};
+pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, UnknownCodec};
+pub use session::{LocalSdp, SdpSession};
+
+/// A session description that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// The body is not SDP: no `v=0` first, a malformed line, a duplicated session-level line,
+    /// invalid UTF-8 in a field, ... The text says which line. Answer 400 (or 488 to a
+    /// re-INVITE) and keep the dialog.
+    #[error("malformed SDP: {0}")]
+    Syntax(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! Our offers (RFC 3264 §5: a delayed-offer INVITE answered in our 200 OK; §8: our
+//! re-INVITEs for hold and resume) and checking the answer to them (RFC 3264 §7).
+
+use std::net::IpAddr;
+
+use super::answer::{negotiated, rejected, session_skeleton, AudioLine};
+use super::codec::RtpCodec;
+use super::description::{MediaDescription, MediaKind, SessionDescription};
+use super::negotiated::{Negotiated, NegotiationError};
+use super::policy::{LocalMedia, MediaPolicy};
+use super::session::LocalSdp;
+
+/// The first dynamic payload type (RFC 3551 §3).
+const FIRST_DYNAMIC_PT: u8 = 96;
+
+/// The payload type most devices expect for `telephone-event/8000`.
+const TELEPHONE_EVENT_8K_PT: u8 = 101;
+
+/// A fresh offer with a single audio m-line: every codec of `policy` in its order (static
+/// payload types where RFC 3551 has one, dynamic ones from 96), then `telephone-event` once
+/// per clock rate among them (101 for 8 kHz), `a=ptime`, `a=rtcp-mux` if enabled, and
+/// `local`'s direction.
+pub fn offer(policy: &MediaPolicy, local: &LocalMedia) -> LocalSdp {
+    let mut used: Vec<u8> = Vec::new();
+    let mut codecs = Vec::new();
+    for codec in &policy.codecs {
+        let pt = codec
+            .static_payload_type()
+            .filter(|pt| !used.contains(pt))
+            .unwrap_or_else(|| next_dynamic(&used, FIRST_DYNAMIC_PT));
+        used.push(pt);
+        codecs.push((pt, codec.clone()));
+    }
+    let mut dtmf_pts = Vec::new();
+    if policy.telephone_event {
+        for (_, codec) in &codecs {
+            let rate = codec.clock_rate;
+            if dtmf_pts.iter().any(|(_, r)| *r == rate) {
+                continue;
+            }
+            let preferred = if rate == 8_000 {
+                TELEPHONE_EVENT_8K_PT
+            } else {
+                FIRST_DYNAMIC_PT
+            };
+            let pt = next_dynamic(&used, preferred);
+            used.push(pt);
+            dtmf_pts.push((pt, rate));
+        }
+    }
+    let address = local.address();
+    let mut body = session_skeleton(address);
+    let audio = AudioLine {
+        media: "audio",
+        port: local.rtp_port(),
+        proto: "RTP/AVP",
+        codecs,
+        dtmf_pts,
+        ptime: policy.ptime,
+        direction: local.direction(),
+        rtcp_mux: policy.rtcp_mux,
+    };
+    body.medias.push(audio.build());
+    LocalSdp::new(body, address)
+}
+
+/// A re-offer in an established dialog (hold, resume, refresh): the m-lines of `previous`
+/// (the peer's last description) in the same order and number as RFC 3264 §8 requires, the
+/// audio one with the current codec and payload type only (so nothing but the direction
+/// changes), every other one with port 0.
+pub fn reoffer(
+    previous: &SessionDescription,
+    current: &Negotiated,
+    policy: &MediaPolicy,
+    local: &LocalMedia,
+) -> LocalSdp {
+    let remote_ip = Some(current.remote_rtp.ip()).filter(|ip| !ip.is_unspecified());
+    let address = local.address_for(remote_ip);
+    let ours = policy
+        .supported(&current.codec)
+        .cloned()
+        .unwrap_or_else(|| RtpCodec {
+            fmtp: None,
+            ..current.codec.clone()
+        });
+    let mut body = session_skeleton(address);
+    for (i, m) in previous.media.iter().enumerate() {
+        if i == current.media_index {
+            let audio = AudioLine {
+                media: &m.media,
+                port: local.rtp_port(),
+                proto: &m.proto_text,
+                codecs: vec![(current.pt, ours.clone())],
+                dtmf_pts: current
+                    .dtmf_pt
+                    .map(|pt| (pt, current.clock_rate))
+                    .into_iter()
+                    .collect(),
+                ptime: policy.ptime,
+                direction: local.direction(),
+                rtcp_mux: current.rtcp_mux,
+            };
+            body.medias.push(audio.build());
+        } else {
+            body.medias.push(rejected(m));
+        }
+    }
+    LocalSdp::new(body, address)
+}
+
+/// Checks the peer's `answer` to our `offer` (both parsed) and returns the stream it sets up:
+/// same m-line count, our audio m-line accepted, its first codec one we offered (by payload
+/// type and name), the direction ours limited by the answer's reversed.
+pub fn accept_answer(
+    offer: &SessionDescription,
+    answer: &SessionDescription,
+) -> Result<Negotiated, NegotiationError> {
+    if offer.media.len() != answer.media.len() {
+        return Err(NegotiationError::MediaCountMismatch {
+            offer: offer.media.len(),
+            answer: answer.media.len(),
+        });
+    }
+    let index = offer
+        .media
+        .iter()
+        .position(|m| m.kind == MediaKind::Audio && m.port != 0 && m.proto.is_plain_rtp())
+        .ok_or(NegotiationError::NoAudio)?;
+    let ours = &offer.media[index];
+    let theirs = &answer.media[index];
+    if theirs.port == 0 {
+        return Err(NegotiationError::AudioRejected);
+    }
+    let (pt, codec) = answered_codec(ours, theirs)?;
+    let dtmf_pt = theirs
+        .telephone_event(codec.clock_rate)
+        .filter(|pt| ours.telephone_event(codec.clock_rate) == Some(*pt));
+    let connection = answer
+        .connection_of(theirs)
+        .ok_or(NegotiationError::NoConnection)?;
+    let remote_ip: IpAddr = connection
+        .ip
+        .ok_or_else(|| NegotiationError::UnresolvedAddress(connection.address.clone()))?;
+    let direction = offer
+        .direction_of(ours)
+        .intersect(answer.direction_of(theirs).reversed());
+    let rtcp_mux = ours.rtcp_mux && theirs.rtcp_mux;
+    Ok(negotiated(
+        index, pt, codec, dtmf_pt, remote_ip, theirs, rtcp_mux, direction, ours.ptime,
+    ))
+}
+
+/// The first real codec of the answer, checked against our offer. The answer may leave out
+/// the rtpmap of a payload type we defined; then our definition holds (RFC 3264 §6.1).
+fn answered_codec(
+    ours: &MediaDescription,
+    theirs: &MediaDescription,
+) -> Result<(u8, RtpCodec), NegotiationError> {
+    let offered_pts = ours.payload_types();
+    for pt in theirs.payload_types() {
+        let Some(offered) = ours.codec(pt).filter(|_| offered_pts.contains(&pt)) else {
+            return Err(NegotiationError::UnofferedCodec(pt));
+        };
+        if offered.is_telephone_event() || offered.is_comfort_noise() {
+            continue;
+        }
+        let answered = match theirs.codec(pt) {
+            Some(c) if theirs.rtpmaps.iter().any(|(p, _)| *p == pt) => c,
+            Some(c) => RtpCodec {
+                fmtp: c.fmtp,
+                ..offered.clone()
+            },
+            None => RtpCodec {
+                fmtp: None,
+                ..offered.clone()
+            },
+        };
+        if !answered.matches(&offered) {
+            return Err(NegotiationError::UnofferedCodec(pt));
+        }
+        return Ok((pt, answered));
+    }
+    Err(NegotiationError::NoCommonCodec)
+}
+
+fn next_dynamic(used: &[u8], preferred: u8) -> u8 {
+    (preferred..=127)
+        .chain(FIRST_DYNAMIC_PT..preferred)
+        .find(|pt| !used.contains(pt))
+        .unwrap_or(preferred)
+}
