@@ -3,6 +3,7 @@
 //!
 //! Every piece is sans-IO: bytes and time in, messages, verdicts and timers out.
 
+pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod sdp;
