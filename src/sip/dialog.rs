@@ -53,6 +53,17 @@ pub struct Dialog {
     ok: Option<(Vec<u8>, Instant, Duration, Instant)>,
 }
 
+/// What the 2xx retransmission timer asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OkTimer {
+    /// Nothing to do now.
+    Idle,
+    /// Send the 2xx again.
+    Resend(Vec<u8>),
+    /// No ACK within 64·T1: end the call.
+    NoAck,
+}
+
 /// What a received in-dialog request means for the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InDialog {
@@ -148,22 +159,22 @@ impl Dialog {
         self.ok.as_ref().map(|(_, next, _, end)| (*next).min(*end))
     }
 
-    /// Time passed: `Ok(Some(bytes))` to retransmit the 2xx, `Err(())` when no ACK came in time
-    /// (the caller must send BYE, §13.3.1.4).
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<Option<Vec<u8>>, ()> {
+    /// Time passed: whether to retransmit the 2xx, or give up (no ACK: the caller must send
+    /// BYE, §13.3.1.4).
+    pub fn handle_timeout(&mut self, now: Instant) -> OkTimer {
         let Some((bytes, next, interval, end)) = self.ok.as_mut() else {
-            return Ok(None);
+            return OkTimer::Idle;
         };
         if now >= *end {
             self.ok = None;
-            return Err(());
+            return OkTimer::NoAck;
         }
         if now < *next {
-            return Ok(None);
+            return OkTimer::Idle;
         }
         *interval = (*interval * 2).min(T2);
         *next = now + *interval;
-        Ok(Some(bytes.clone()))
+        OkTimer::Resend(bytes.clone())
     }
 
     /// The ACK for our 2xx arrived.
@@ -361,8 +372,8 @@ mod tests {
         let mut d = Dialog::new(&inv, "t1", "sip:demo@192.0.2.1").expect("dialog");
         let t0 = Instant::now();
         d.sent_2xx(t0, b"200".to_vec());
-        assert_eq!(d.handle_timeout(t0 + T1), Ok(Some(b"200".to_vec())));
-        assert_eq!(d.handle_timeout(t0 + T1), Ok(None));
+        assert_eq!(d.handle_timeout(t0 + T1), OkTimer::Resend(b"200".to_vec()));
+        assert_eq!(d.handle_timeout(t0 + T1), OkTimer::Idle);
         d.handle_ack();
         assert_eq!(d.state, DialogState::Confirmed);
         assert_eq!(d.poll_timeout(), None);
@@ -386,7 +397,7 @@ mod tests {
         let mut d = Dialog::new(&inv, "t1", "sip:demo@192.0.2.1").expect("dialog");
         let t0 = Instant::now();
         d.sent_2xx(t0, b"200".to_vec());
-        assert_eq!(d.handle_timeout(t0 + 64 * T1), Err(()));
+        assert_eq!(d.handle_timeout(t0 + 64 * T1), OkTimer::NoAck);
     }
 
     #[test]
