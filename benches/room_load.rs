@@ -196,6 +196,7 @@ fn run_jonction(a: &Args) -> Figures {
         .env("JONCTION_HTTP__LISTEN", http.to_string())
         .env("JONCTION_ROOMS__UDP_PORT", "0")
         .env("JONCTION_ROOMS__BIND_IPS", "127.0.0.1")
+        .env("JONCTION_SIP__ENABLED", "false")
         .env("JONCTION_LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()

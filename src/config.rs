@@ -35,6 +35,67 @@ pub struct Config {
     pub livekit: LiveKitConfig,
     /// The embedded room server's media settings.
     pub rooms: RoomsConfig,
+    /// SIP signalling and media.
+    pub sip: SipConfig,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Run the SIP side at all.
+    pub enabled: bool,
+    /// Address of the UDP and TCP listeners.
+    pub listen: SocketAddr,
+    /// Address advertised in SDP and Contact (default: the listen address, or the first local
+    /// non-loopback address when listening on a wildcard).
+    pub advertised_ip: Option<IpAddr>,
+    /// Allow a loopback or private advertised address (test beds, private networks).
+    /// Default: allowed only when the listener itself is loopback.
+    pub allow_private_address: Option<bool>,
+    /// First RTP port (even).
+    pub rtp_port_min: u16,
+    /// Last RTP port.
+    pub rtp_port_max: u16,
+    /// Audio codecs in order of preference (`opus`, `G722`, `PCMA`, `PCMU`).
+    pub codecs: Vec<String>,
+    /// Session refresh interval offered (RFC 4028 Session-Expires).
+    #[serde(with = "humantime_serde")]
+    pub session_expires: Duration,
+    /// Calls longer than this are ended.
+    #[serde(with = "humantime_serde")]
+    pub max_call_duration: Duration,
+    /// No RTP from the caller for this long ends the call.
+    #[serde(with = "humantime_serde")]
+    pub media_timeout: Duration,
+    /// Where call records are appended (one JSON line per call).
+    pub call_records: PathBuf,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            advertised_ip: None,
+            allow_private_address: None,
+            rtp_port_min: 10000,
+            rtp_port_max: 20000,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            session_expires: Duration::from_secs(1800),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            media_timeout: Duration::from_secs(30),
+            call_records: PathBuf::from("calls.jsonl"),
+        }
+    }
+}
+
+impl SipConfig {
+    /// Whether private and loopback addresses may be advertised.
+    pub fn private_allowed(&self) -> bool {
+        self.allow_private_address
+            .unwrap_or_else(|| self.listen.ip().is_loopback())
+    }
 }
 
 /// `[log]`
@@ -380,6 +441,21 @@ impl Config {
                 key: "livekit.url".into(),
                 origin: Origin::Default,
                 message: "must start with ws:// or wss://".into(),
+            });
+        }
+        if self.sip.rtp_port_min == 0 || self.sip.rtp_port_max <= self.sip.rtp_port_min {
+            return Err(ConfigError::BadValue {
+                key: "sip.rtp_port_max".into(),
+                origin: Origin::Default,
+                message: "must be above sip.rtp_port_min (and the range must not start at 0)"
+                    .into(),
+            });
+        }
+        if let Err(e) = crate::sip::sdp::MediaPolicy::from_names(&self.sip.codecs) {
+            return Err(ConfigError::BadValue {
+                key: "sip.codecs".into(),
+                origin: Origin::Default,
+                message: format!("unknown codec {}", e.0),
             });
         }
         if self.rooms.ping_timeout <= self.rooms.ping_interval {

@@ -22,6 +22,9 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The embedded room server, when it runs.
     pub rooms: Option<RoomService>,
+    /// Where the SIP front listens (UDP), when it runs.
+    pub sip_addr: Option<SocketAddr>,
+    sip: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     ready: Arc<AtomicBool>,
     stop_tx: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -65,6 +68,26 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             })
             .await
     });
+    let (sip, sip_addr) = if cfg.sip.enabled {
+        let livekit_url = if cfg.livekit.embedded() {
+            format!("ws://{http_addr}")
+        } else {
+            cfg.livekit.url.clone()
+        };
+        let ctx = crate::sip::service::Context {
+            livekit_url,
+            keys: Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret),
+        };
+        let front = crate::sip::service::SipFront::bind(&cfg.sip, ctx)
+            .await
+            .with_context(|| format!("cannot listen for SIP on {} (sip.listen)", cfg.sip.listen))?;
+        let addr = front.local_addr();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(front.run(stop_rx));
+        (Some((stop_tx, task)), Some(addr))
+    } else {
+        (None, None)
+    };
     info!(
         listen = %http_addr,
         dev_mode,
@@ -79,6 +102,8 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     Ok(Running {
         http_addr,
         rooms,
+        sip_addr,
+        sip,
         ready,
         stop_tx,
         server,
@@ -89,6 +114,10 @@ impl Running {
     /// Graceful stop: not ready, participants told to leave, HTTP closed (10 s at most).
     pub async fn stop(self) {
         self.ready.store(false, Ordering::Relaxed);
+        if let Some((stop, task)) = self.sip {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         if let Some(r) = &self.rooms {
             r.shutdown().await;
         }

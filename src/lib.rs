@@ -20,6 +20,7 @@
 #[macro_use]
 extern crate tracing;
 
+pub mod call;
 pub mod config;
 pub mod gateway;
 pub mod http;

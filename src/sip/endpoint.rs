@@ -244,11 +244,10 @@ impl Endpoint {
     }
 
     /// The user responds on a server transaction. Via, From, To, Call-ID and CSeq must already
-    /// be those of the request (see [`validate::response_to`]).
-    pub fn respond(&mut self, key: &ServerKey, mut resp: Message) {
-        let Some(e) = self.servers.get(key) else {
-            return;
-        };
+    /// be those of the request (see [`validate::response_to`]). Returns the bytes sent (a UAS
+    /// keeps those of a 2xx to retransmit them until the ACK).
+    pub fn respond(&mut self, key: &ServerKey, mut resp: Message) -> Option<Vec<u8>> {
+        let e = self.servers.get(key)?;
         let peer = e.peer;
         let status = resp.response().map(|s| s.code).unwrap_or(500);
         self.stamp_via(&mut resp, peer);
@@ -256,9 +255,10 @@ impl Endpoint {
         let bytes = resp.to_bytes();
         let now = self.now;
         if let Some(e) = self.servers.get_mut(key) {
-            let acts = e.tx.respond(now, status, bytes);
+            let acts = e.tx.respond(now, status, bytes.clone());
             self.server_actions(key, peer, acts);
         }
+        Some(bytes)
     }
 
     /// The request a server transaction was created for.

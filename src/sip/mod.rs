@@ -7,5 +7,6 @@ pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod sdp;
+pub mod service;
 pub mod transaction;
 pub mod validate;

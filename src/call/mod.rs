@@ -1,0 +1,249 @@
+//! A call: one device leg (SIP for now) joined to one room leg (a LiveKit participant) through a
+//! media bridge, run as one task so media never crosses a channel. The protocol front (SIP)
+//! drives it with [`ToCall`] commands and hears back through [`FromCall`] events.
+
+pub mod record;
+mod rtp_in;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use livekit_protocol as proto;
+use str0m::media::{Frequency, MediaKind, MediaTime};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::livekit::connection::RoomLink;
+use crate::livekit::ClientEvent;
+use crate::sip::sdp::Negotiated;
+use record::CallRecord;
+
+/// Identifies a call inside the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupCause {
+    /// The caller hung up (BYE).
+    CallerBye,
+    /// The caller cancelled before answer.
+    Cancelled,
+    /// The room could not be joined.
+    RoomUnavailable,
+    /// The participant was removed or the room closed.
+    RoomClosed,
+    /// No RTP from the caller.
+    MediaTimeout,
+    /// The call reached its maximum duration.
+    MaxDuration,
+    /// The caller never acknowledged our answer.
+    NoAck,
+    /// The gateway is stopping.
+    Shutdown,
+}
+
+impl HangupCause {
+    /// Short name for records and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallerBye => "caller-bye",
+            Self::Cancelled => "cancelled",
+            Self::RoomUnavailable => "room-unavailable",
+            Self::RoomClosed => "room-closed",
+            Self::MediaTimeout => "media-timeout",
+            Self::MaxDuration => "max-duration",
+            Self::NoAck => "no-ack",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Commands from the protocol front.
+#[derive(Debug)]
+pub enum ToCall {
+    /// End the call (the front already told the device, or will).
+    Stop(HangupCause),
+    /// The media description changed (re-INVITE: hold, resume, codec change).
+    Media(Box<Negotiated>),
+}
+
+/// Events to the protocol front.
+#[derive(Debug)]
+pub enum FromCall {
+    /// The room is joined and the caller's track published: answer the call.
+    Answer(CallId),
+    /// End the call with the device (send BYE, or a final error before answer).
+    Hangup(CallId, HangupCause),
+}
+
+/// Everything a call needs to start.
+pub struct CallSetup {
+    /// Our id.
+    pub id: CallId,
+    /// The SIP Call-ID (for the room's attributes and the record).
+    pub sip_call_id: String,
+    /// Room to join.
+    pub room: String,
+    /// Caller number or user.
+    pub caller: String,
+    /// Called number or user.
+    pub callee: String,
+    /// The negotiated audio stream.
+    pub negotiated: Negotiated,
+    /// Our RTP socket for this call.
+    pub rtp: UdpSocket,
+    /// LiveKit server URL (`ws://...`).
+    pub livekit_url: String,
+    /// Participant token for the room leg.
+    pub token: String,
+    /// Local address for the room leg's media sockets.
+    pub room_bind_ip: IpAddr,
+    /// No RTP for this long ends the call.
+    pub media_timeout: Duration,
+    /// Longest call.
+    pub max_duration: Duration,
+    /// Where the call record goes.
+    pub records: std::path::PathBuf,
+}
+
+/// The caller's published track id.
+const CALLER_TRACK: &str = "caller-audio";
+
+/// Runs a call to its end.
+pub async fn run(
+    setup: CallSetup,
+    mut rx: mpsc::UnboundedReceiver<ToCall>,
+    tx: mpsc::UnboundedSender<FromCall>,
+) {
+    let id = setup.id;
+    let mut rec = CallRecord::start(&setup, SystemTime::now());
+    let cause = bridge(&setup, &mut rx, &tx, &mut rec).await;
+    info!(call = id.0, room = %setup.room, cause = cause.as_str(), "call ended");
+    rec.finish(cause, SystemTime::now());
+    if let Err(e) = rec.append(&setup.records) {
+        error!(call = id.0, "call record not written: {e}");
+    }
+    // The front may already know (it sent Stop); telling it again is harmless.
+    let _ = tx.send(FromCall::Hangup(id, cause));
+}
+
+async fn bridge(
+    s: &CallSetup,
+    rx: &mut mpsc::UnboundedReceiver<ToCall>,
+    tx: &mpsc::UnboundedSender<FromCall>,
+    rec: &mut CallRecord,
+) -> HangupCause {
+    let mut link = match tokio::time::timeout(
+        Duration::from_secs(10),
+        RoomLink::connect_with(&s.livekit_url, &s.token, s.room_bind_ip, true),
+    )
+    .await
+    {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            warn!(call = s.id.0, room = %s.room, "room leg failed: {e}");
+            return HangupCause::RoomUnavailable;
+        }
+        Err(_) => {
+            warn!(call = s.id.0, room = %s.room, "room leg timed out");
+            return HangupCause::RoomUnavailable;
+        }
+    };
+    let mime = s.negotiated.codec.name.to_ascii_uppercase();
+    let passthrough = matches!(mime.as_str(), "PCMU" | "PCMA");
+    // Join, publish the caller's audio, then let the front answer.
+    let setup_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut published = false;
+    let mut asked = false;
+    while !published {
+        let ev = tokio::select! {
+            ev = link.next_event() => ev,
+            cmd = rx.recv() => match cmd {
+                Some(ToCall::Stop(c)) => {
+                    link.leave();
+                    return c;
+                }
+                None => {
+                    link.leave();
+                    return HangupCause::Shutdown;
+                }
+                Some(_) => continue,
+            },
+            _ = tokio::time::sleep_until(setup_deadline) => {
+                link.leave();
+                return HangupCause::RoomUnavailable;
+            }
+        };
+        match ev {
+            Ok(ClientEvent::Joined { .. }) if !asked => {
+                asked = true;
+                link.client().publish(
+                    CALLER_TRACK,
+                    &s.caller,
+                    MediaKind::Audio,
+                    proto::TrackSource::Microphone,
+                );
+                link.flush();
+            }
+            Ok(ClientEvent::Published { .. }) => published = true,
+            Ok(ClientEvent::Left(_)) | Err(_) => return HangupCause::RoomUnavailable,
+            Ok(_) => {}
+        }
+    }
+    let _ = tx.send(FromCall::Answer(s.id));
+    info!(call = s.id.0, room = %s.room, codec = %mime, "call answered");
+
+    let started = tokio::time::Instant::now();
+    let mut rtp = rtp_in::RtpIn::new(&s.negotiated);
+    let mut buf = vec![0u8; 2048];
+    let mut last_rtp = tokio::time::Instant::now();
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = s.rtp.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let Some(pkt) = rtp.accept(from, &buf[..n]) else {
+                    rec.rtp_rejected += 1;
+                    continue;
+                };
+                rec.rtp_in += 1;
+                last_rtp = tokio::time::Instant::now();
+                if passthrough && pkt.pt == s.negotiated.pt {
+                    let time = MediaTime::new(pkt.timestamp, Frequency::EIGHT_KHZ);
+                    if link.client().write(CALLER_TRACK, &mime, Instant::now(), time, pkt.payload.to_vec()).is_ok() {
+                        rec.frames_to_room += 1;
+                    }
+                    link.flush();
+                }
+            }
+            ev = link.next_event() => match ev {
+                Ok(ClientEvent::Left(_)) | Err(_) => {
+                    return HangupCause::RoomClosed;
+                }
+                Ok(_) => {}
+            },
+            cmd = rx.recv() => match cmd {
+                Some(ToCall::Stop(c)) => {
+                    link.leave();
+                    return c;
+                }
+                Some(ToCall::Media(n)) => rtp.renegotiated(&n),
+                None => {
+                    link.leave();
+                    return HangupCause::Shutdown;
+                }
+            },
+            _ = check.tick() => {
+                if last_rtp.elapsed() > s.media_timeout {
+                    link.leave();
+                    return HangupCause::MediaTimeout;
+                }
+                if started.elapsed() > s.max_duration {
+                    link.leave();
+                    return HangupCause::MaxDuration;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Call records: one JSON line per call, appended and flushed to disk when the call ends.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{CallSetup, HangupCause};
+
+/// What is recorded about a call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallRecord {
+    /// SIP Call-ID.
+    pub call_id: String,
+    /// Room joined.
+    pub room: String,
+    /// Caller.
+    pub from: String,
+    /// Called.
+    pub to: String,
+    /// Codec on the device side.
+    pub codec: String,
+    /// Start (unix ms).
+    pub start_ms: u64,
+    /// End (unix ms).
+    pub end_ms: u64,
+    /// Why it ended.
+    pub end_cause: String,
+    /// RTP packets accepted from the device.
+    pub rtp_in: u64,
+    /// RTP packets refused (strangers, unknown payload types, garbage).
+    pub rtp_rejected: u64,
+    /// Frames published to the room.
+    pub frames_to_room: u64,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl CallRecord {
+    /// A record for a call that starts now.
+    pub fn start(s: &CallSetup, now: SystemTime) -> Self {
+        Self {
+            call_id: s.sip_call_id.clone(),
+            room: s.room.clone(),
+            from: s.caller.clone(),
+            to: s.callee.clone(),
+            codec: s.negotiated.codec.name.clone(),
+            start_ms: ms(now),
+            end_ms: 0,
+            end_cause: String::new(),
+            rtp_in: 0,
+            rtp_rejected: 0,
+            frames_to_room: 0,
+        }
+    }
+
+    /// Closes the record.
+    pub fn finish(&mut self, cause: HangupCause, now: SystemTime) {
+        self.end_ms = ms(now);
+        self.end_cause = cause.as_str().to_string();
+    }
+
+    /// Appends the record as one line and flushes it to disk.
+    pub fn append(&self, path: &Path) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(self)?;
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+}

@@ -1,0 +1,614 @@
+//! The SIP front (tokio shell): owns the UDP socket, drives the sans-IO [`Endpoint`], keeps the
+//! dialogs of the calls, answers OPTIONS, routes INVITEs to rooms (the user part names the room
+//! until dialplans arrive), and runs each call as its own task ([`crate::call`]).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::dialog::{user_of, Dialog, DialogState, InDialog, OkTimer};
+use super::endpoint::{tag_of, Endpoint, Output, Peer, ServerKey, Transport};
+use super::message::{Header, Message};
+use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
+use super::validate::{response_to, GATEWAY};
+use crate::call::{self, CallId, CallSetup, FromCall, HangupCause, ToCall};
+use crate::config::SipConfig;
+use crate::token::{Keys, TokenRequest};
+
+/// What the SIP front needs besides its own config.
+pub struct Context {
+    /// LiveKit URL of the room legs.
+    pub livekit_url: String,
+    /// Keys to mint room-leg tokens.
+    pub keys: Keys,
+}
+
+struct CallEntry {
+    id: CallId,
+    dialog: Dialog,
+    invite_key: Option<ServerKey>,
+    peer: Peer,
+    to_call: mpsc::UnboundedSender<ToCall>,
+    answer_sdp: String,
+    sdp: SdpSession,
+}
+
+/// The running front.
+pub struct SipFront {
+    cfg: SipConfig,
+    ctx: Context,
+    advertised: IpAddr,
+    policy: MediaPolicy,
+    ep: Endpoint,
+    sock: UdpSocket,
+    local: SocketAddr,
+    calls: HashMap<CallId, CallEntry>,
+    next_call: u64,
+    from_calls_tx: mpsc::UnboundedSender<FromCall>,
+    from_calls: mpsc::UnboundedReceiver<FromCall>,
+    next_rtp_port: u16,
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl SipFront {
+    /// Binds the SIP socket.
+    pub async fn bind(cfg: &SipConfig, ctx: Context) -> std::io::Result<Self> {
+        let sock = UdpSocket::bind(cfg.listen).await?;
+        let local = sock.local_addr()?;
+        let advertised = cfg.advertised_ip.unwrap_or_else(|| {
+            if local.ip().is_unspecified() {
+                first_local_ip().unwrap_or(local.ip())
+            } else {
+                local.ip()
+            }
+        });
+        let policy = MediaPolicy::from_names(&cfg.codecs)
+            .map_err(|e| std::io::Error::other(format!("sip.codecs: unknown codec {}", e.0)))?;
+        let (from_calls_tx, from_calls) = mpsc::unbounded_channel();
+        info!(%local, %advertised, "SIP listening (UDP)");
+        Ok(Self {
+            cfg: cfg.clone(),
+            ctx,
+            advertised,
+            policy,
+            ep: Endpoint::new(
+                now(),
+                GATEWAY,
+                &advertised.to_string(),
+                &format!("jonction/{}", crate::VERSION),
+            ),
+            sock,
+            local,
+            calls: HashMap::new(),
+            next_call: 1,
+            from_calls_tx,
+            from_calls,
+            next_rtp_port: cfg.rtp_port_min,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Runs until `stop` fires; then ends every call (BYE) and returns.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let deadline = self.drain().await;
+            tokio::select! {
+                r = self.sock.recv_from(&mut buf) => {
+                    let Ok((n, from)) = r else { continue };
+                    let peer = Peer { transport: Transport::Udp, remote: from, local: self.local };
+                    self.ep.handle_message(now(), peer, &buf[..n]);
+                }
+                ev = self.from_calls.recv() => {
+                    if let Some(ev) = ev {
+                        self.call_event(ev);
+                    }
+                }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                    let t = now();
+                    self.ep.handle_timeout(t);
+                    self.dialog_timers(t);
+                }
+                _ = stop.changed() => {
+                    let ids: Vec<CallId> = self.calls.keys().copied().collect();
+                    for id in ids {
+                        self.hangup(id, HangupCause::Shutdown);
+                    }
+                    let _ = self.drain().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles every endpoint output; returns the next wake-up.
+    async fn drain(&mut self) -> std::time::Instant {
+        let mut next = loop {
+            match self.ep.poll_output() {
+                Output::Transmit { peer, data } => {
+                    if let Err(e) = self.sock.send_to(&data, peer.remote).await {
+                        debug!("SIP send to {} failed: {e}", peer.remote);
+                    }
+                }
+                Output::Request { key, msg, peer } => self.request(key, *msg, peer),
+                Output::Ack { msg, .. } => self.ack(&msg),
+                Output::Cancelled { key } => self.cancelled(&key),
+                Output::Response { .. } | Output::TimedOut { .. } => {}
+                Output::AckTimeout { key } => debug!(?key, "no ACK for an error response"),
+                Output::Refused { status, detail } => {
+                    if status == 0 {
+                        debug!(%detail, "SIP datagram dropped");
+                    } else {
+                        info!(status, %detail, "SIP request refused");
+                    }
+                }
+                Output::Timeout(t) => break t,
+            }
+        };
+        for c in self.calls.values() {
+            if let Some(t) = c.dialog.poll_timeout() {
+                next = next.min(t);
+            }
+        }
+        next
+    }
+
+    fn request(&mut self, key: ServerKey, msg: Message, peer: Peer) {
+        let Some(rl) = msg.request() else { return };
+        let method = rl.method.clone();
+        let in_dialog = msg.header("To").and_then(tag_of).is_some();
+        if in_dialog {
+            return self.in_dialog(key, msg, peer);
+        }
+        match method.as_str() {
+            "INVITE" => self.invite(key, msg, peer),
+            "OPTIONS" => {
+                let mut r = response_to(&msg, 200, "OK", &self.ep.token());
+                r.headers.push(h("Allow", GATEWAY.allowed.join(", ")));
+                r.headers.push(h("Accept", "application/sdp"));
+                r.headers.push(h("Supported", "timer"));
+                self.ep.respond(&key, r);
+            }
+            "BYE" | "INFO" | "UPDATE" | "PRACK" => {
+                let r = response_to(
+                    &msg,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    &self.ep.token(),
+                );
+                self.ep.respond(&key, r);
+            }
+            _ => {
+                let r = response_to(&msg, 405, "Method Not Allowed", &self.ep.token());
+                self.ep.respond(&key, r);
+            }
+        }
+    }
+
+    fn invite(&mut self, key: ServerKey, msg: Message, peer: Peer) {
+        let tag = self.ep.token();
+        let trying = response_to(&msg, 100, "Trying", &tag);
+        self.ep.respond(&key, trying);
+        let uri = msg.request().map(|r| r.uri.clone()).unwrap_or_default();
+        let room = user_of(&uri).unwrap_or_default();
+        if !crate::http::valid_room_name(&room) {
+            let r = response_to(&msg, 404, "Not Found", &tag);
+            {
+                self.ep.respond(&key, r);
+                return;
+            }
+        }
+        if msg.body.is_empty() {
+            // Delayed offer is not supported yet: say so clearly rather than hang.
+            let mut r = response_to(&msg, 488, "Not Acceptable Here", &tag);
+            r.headers.push(h(
+                "Warning",
+                format!("399 {} \"an SDP offer is required\"", self.advertised),
+            ));
+            {
+                self.ep.respond(&key, r);
+                return;
+            }
+        }
+        let offer = match SessionDescription::parse(&msg.body) {
+            Ok(o) => o,
+            Err(e) => {
+                let mut r = response_to(&msg, 400, "Bad Request", &tag);
+                r.headers.push(h(
+                    "Warning",
+                    format!("399 {} \"malformed SDP: {e}\"", self.advertised),
+                ));
+                {
+                    self.ep.respond(&key, r);
+                    return;
+                }
+            }
+        };
+        let rtp = match self.bind_rtp() {
+            Some(s) => s,
+            None => {
+                let r = response_to(&msg, 503, "Service Unavailable", &tag);
+                {
+                    self.ep.respond(&key, r);
+                    return;
+                }
+            }
+        };
+        let Ok(rtp_local) = rtp.local_addr() else {
+            return;
+        };
+        let local = if self.cfg.private_allowed() {
+            LocalMedia::new_private_allowed(self.advertised, rtp_local.port())
+        } else {
+            LocalMedia::new(self.advertised, rtp_local.port())
+        };
+        let local = match local {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot advertise {}: {e}", self.advertised);
+                let r = response_to(&msg, 500, "Server Internal Error", &tag);
+                {
+                    self.ep.respond(&key, r);
+                    return;
+                }
+            }
+        };
+        let answer = match sdp::answer(&offer, &self.policy, &local) {
+            Ok(a) => a,
+            Err(rej) => {
+                let mut r = response_to(&msg, rej.status, "Not Acceptable Here", &tag);
+                if let Some(w) = rej.warning {
+                    r.headers.push(h("Warning", w));
+                }
+                info!(%room, "call refused: {}", rej.error);
+                {
+                    self.ep.respond(&key, r);
+                    return;
+                }
+            }
+        };
+        let contact = format!(
+            "sip:{room}@{}",
+            SocketAddr::new(self.advertised, self.local.port())
+        );
+        let Some(dialog) = Dialog::new(&msg, &tag, &contact) else {
+            let r = response_to(&msg, 400, "Bad Request", &tag);
+            {
+                self.ep.respond(&key, r);
+                return;
+            }
+        };
+        let mut sdp_session = SdpSession::new(rand::random::<u32>() as u64);
+        let answer_sdp = sdp_session.render(&answer.sdp);
+        let caller = msg
+            .header("From")
+            .map(super::dialog::uri_of)
+            .and_then(|u| user_of(&u))
+            .unwrap_or_default();
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let mut treq =
+            TokenRequest::new(room.clone(), format!("sip_{}_{}", sanitize(&caller), id.0));
+        treq.name = if caller.is_empty() {
+            "Phone".into()
+        } else {
+            caller.clone()
+        };
+        treq.kind = "sip".into();
+        treq.attributes
+            .insert("sip.callID".into(), dialog.call_id.clone());
+        treq.attributes
+            .insert("sip.phoneNumber".into(), caller.clone());
+        treq.attributes
+            .insert("sip.trunkPhoneNumber".into(), room.clone());
+        treq.attributes
+            .insert("sip.callStatus".into(), "active".into());
+        let token = match self.ctx.keys.mint(&treq) {
+            Ok(t) => t,
+            Err(e) => {
+                error!("cannot mint a room token: {e}");
+                let r = response_to(&msg, 500, "Server Internal Error", &tag);
+                {
+                    self.ep.respond(&key, r);
+                    return;
+                }
+            }
+        };
+        let ringing = dialog.response(&msg, 180, "Ringing", None);
+        self.ep.respond(&key, ringing);
+        let (to_call, rx) = mpsc::unbounded_channel();
+        let setup = CallSetup {
+            id,
+            sip_call_id: dialog.call_id.clone(),
+            room: room.clone(),
+            caller,
+            callee: room.clone(),
+            negotiated: answer.negotiated,
+            rtp,
+            livekit_url: self.ctx.livekit_url.clone(),
+            token,
+            room_bind_ip: room_bind_ip(&self.ctx.livekit_url),
+            media_timeout: self.cfg.media_timeout,
+            max_duration: self.cfg.max_call_duration,
+            records: self.cfg.call_records.clone(),
+        };
+        info!(call = id.0, %room, "incoming call");
+        tokio::spawn(call::run(setup, rx, self.from_calls_tx.clone()));
+        self.calls.insert(
+            id,
+            CallEntry {
+                id,
+                dialog,
+                invite_key: Some(key),
+                peer,
+                to_call,
+                answer_sdp,
+                sdp: sdp_session,
+            },
+        );
+    }
+
+    fn in_dialog(&mut self, key: ServerKey, msg: Message, _peer: Peer) {
+        let method = msg.request().map(|r| r.method.clone()).unwrap_or_default();
+        let found = self
+            .calls
+            .values_mut()
+            .map(|c| (c.id, c.dialog.check_request(&msg)))
+            .find(|(_, v)| *v != InDialog::Foreign);
+        let Some((id, verdict)) = found else {
+            let r = response_to(
+                &msg,
+                481,
+                "Call/Transaction Does Not Exist",
+                &self.ep.token(),
+            );
+            {
+                self.ep.respond(&key, r);
+                return;
+            }
+        };
+        if verdict == InDialog::OutOfOrder {
+            let r = response_to(&msg, 500, "Server Internal Error", &self.ep.token());
+            {
+                self.ep.respond(&key, r);
+                return;
+            }
+        }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match method.as_str() {
+            "BYE" => {
+                let r = c.dialog.response(&msg, 200, "OK", None);
+                c.dialog.state = DialogState::Terminated;
+                let _ = c.to_call.send(ToCall::Stop(HangupCause::CallerBye));
+                self.ep.respond(&key, r);
+                self.calls.remove(&id);
+            }
+            "INVITE" | "UPDATE" if !msg.body.is_empty() => {
+                // Re-offer: hold, resume or codec change (RFC 3264 §8).
+                let port = c.answer_sdp.lines().find_map(|l| {
+                    l.strip_prefix("m=audio ")
+                        .and_then(|r| r.split(' ').next())
+                        .and_then(|p| p.parse().ok())
+                });
+                let local = port.and_then(|p| {
+                    if self.cfg.private_allowed() {
+                        LocalMedia::new_private_allowed(self.advertised, p).ok()
+                    } else {
+                        LocalMedia::new(self.advertised, p).ok()
+                    }
+                });
+                let result = SessionDescription::parse(&msg.body)
+                    .ok()
+                    .zip(local)
+                    .map(|(o, l)| sdp::answer(&o, &self.policy, &l));
+                match result {
+                    Some(Ok(a)) => {
+                        c.answer_sdp = c.sdp.render(&a.sdp);
+                        let _ = c.to_call.send(ToCall::Media(Box::new(a.negotiated)));
+                        let r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
+                        if method == "INVITE" {
+                            c.dialog.sent_2xx(now(), Vec::new());
+                            c.dialog.handle_ack();
+                        }
+                        self.ep.respond(&key, r);
+                    }
+                    Some(Err(rej)) => {
+                        let mut r =
+                            c.dialog
+                                .response(&msg, rej.status, "Not Acceptable Here", None);
+                        if let Some(w) = rej.warning {
+                            r.headers.push(h("Warning", w));
+                        }
+                        self.ep.respond(&key, r);
+                    }
+                    None => {
+                        let r = c.dialog.response(&msg, 400, "Bad Request", None);
+                        self.ep.respond(&key, r);
+                    }
+                }
+            }
+            "INVITE" | "UPDATE" => {
+                // Session refresh without a new offer: answer with the current description.
+                let r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
+                self.ep.respond(&key, r);
+            }
+            _ => {
+                // INFO (DTMF relay comes with the media engine), OPTIONS and others: accepted.
+                let r = c.dialog.response(&msg, 200, "OK", None);
+                self.ep.respond(&key, r);
+            }
+        }
+    }
+
+    fn ack(&mut self, msg: &Message) {
+        for c in self.calls.values_mut() {
+            if c.dialog.check_request(msg) == InDialog::Fresh {
+                c.dialog.handle_ack();
+                return;
+            }
+        }
+    }
+
+    fn cancelled(&mut self, key: &ServerKey) {
+        let Some(id) = self
+            .calls
+            .values()
+            .find(|c| c.invite_key.as_ref() == Some(key))
+            .map(|c| c.id)
+        else {
+            return;
+        };
+        if let Some(c) = self.calls.remove(&id) {
+            let _ = c.to_call.send(ToCall::Stop(HangupCause::Cancelled));
+            let r = c
+                .dialog
+                .response(c.dialog.invite(), 487, "Request Terminated", None);
+            self.ep.respond(key, r);
+        }
+    }
+
+    fn call_event(&mut self, ev: FromCall) {
+        match ev {
+            FromCall::Answer(id) => {
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let Some(key) = c.invite_key.take() else {
+                    return;
+                };
+                let ok = c
+                    .dialog
+                    .response(c.dialog.invite(), 200, "OK", Some(&c.answer_sdp));
+                if let Some(bytes) = self.ep.respond(&key, ok) {
+                    c.dialog.sent_2xx(now(), bytes);
+                }
+            }
+            FromCall::Hangup(id, cause) => self.hangup(id, cause),
+        }
+    }
+
+    /// Ends a call from our side: an error final response before answer, BYE after.
+    fn hangup(&mut self, id: CallId, cause: HangupCause) {
+        let Some(mut c) = self.calls.remove(&id) else {
+            return;
+        };
+        let _ = c.to_call.send(ToCall::Stop(cause));
+        if let Some(key) = c.invite_key.take() {
+            let (status, reason) = match cause {
+                HangupCause::RoomUnavailable => (480, "Temporarily Unavailable"),
+                HangupCause::Shutdown => (503, "Service Unavailable"),
+                _ => (480, "Temporarily Unavailable"),
+            };
+            let r = c.dialog.response(c.dialog.invite(), status, reason, None);
+            self.ep.respond(&key, r);
+            return;
+        }
+        if c.dialog.state == DialogState::Terminated {
+            return;
+        }
+        let reason = match cause {
+            HangupCause::MediaTimeout => "SIP;cause=408;text=\"media timeout\"",
+            HangupCause::MaxDuration => "SIP;cause=200;text=\"maximum call duration\"",
+            HangupCause::Shutdown => "SIP;cause=503;text=\"gateway shutting down\"",
+            HangupCause::RoomClosed => "SIP;cause=200;text=\"room closed\"",
+            _ => "SIP;cause=200;text=\"call ended\"",
+        };
+        let bye = c.dialog.request("BYE", vec![h("Reason", reason)], None);
+        info!(call = id.0, cause = cause.as_str(), "sending BYE");
+        self.ep.send_request(c.peer, bye);
+    }
+
+    fn dialog_timers(&mut self, t: std::time::Instant) {
+        let mut resend = Vec::new();
+        let mut dead = Vec::new();
+        for c in self.calls.values_mut() {
+            match c.dialog.handle_timeout(t) {
+                OkTimer::Resend(bytes) => resend.push((c.peer, bytes)),
+                OkTimer::NoAck => dead.push(c.id),
+                OkTimer::Idle => {}
+            }
+        }
+        for (peer, bytes) in resend {
+            let sock = &self.sock;
+            let _ = sock.try_send_to(&bytes, peer.remote);
+        }
+        for id in dead {
+            self.hangup(id, HangupCause::NoAck);
+        }
+    }
+
+    fn bind_rtp(&mut self) -> Option<UdpSocket> {
+        let span = self
+            .cfg
+            .rtp_port_max
+            .saturating_sub(self.cfg.rtp_port_min)
+            .max(2);
+        for _ in 0..(span / 2).min(500) {
+            let port = self.next_rtp_port;
+            self.next_rtp_port = if port + 2 > self.cfg.rtp_port_max {
+                self.cfg.rtp_port_min
+            } else {
+                port + 2
+            };
+            let addr = SocketAddr::new(self.local.ip(), port);
+            if let Ok(s) = std::net::UdpSocket::bind(addr) {
+                if s.set_nonblocking(true).is_ok() {
+                    if let Ok(t) = UdpSocket::from_std(s) {
+                        return Some(t);
+                    }
+                }
+            }
+        }
+        warn!(
+            "no free RTP port in {}-{}",
+            self.cfg.rtp_port_min, self.cfg.rtp_port_max
+        );
+        None
+    }
+}
+
+fn h(name: &str, value: impl Into<String>) -> Header {
+    Header {
+        name: name.to_string(),
+        value: value.into(),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '-')
+        .take(32)
+        .collect()
+}
+
+/// The local address to use for room-leg media: loopback for a loopback LiveKit URL.
+fn room_bind_ip(url: &str) -> IpAddr {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split(['/', ':']).next())
+        .unwrap_or("127.0.0.1");
+    host.parse::<IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or_else(|| first_local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])))
+}
+
+fn first_local_ip() -> Option<IpAddr> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+}
