@@ -116,6 +116,14 @@ class Server:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
+    @property
+    def sip_addr(self) -> tuple[str, int]:
+        return (self.host, sip_port_for(self.http_port))
+
+    @property
+    def call_records(self) -> Path:
+        return call_records_for(self.http_port)
+
     def token(self, room: str, identity: str, name: Optional[str] = None, ttl: str = "1h") -> str:
         return mint_token(room, identity, name=name, ttl=ttl)
 
@@ -156,6 +164,16 @@ def _sdk_logging():
     yield
 
 
+def sip_port_for(http_port: int) -> int:
+    """The SIP port of an instance: 5060 for the main one (HTTP 7880)."""
+    return 5060 + (http_port - HTTP_PORT)
+
+
+def call_records_for(http_port: int) -> Path:
+    """Where an instance appends its call records."""
+    return ARTIFACTS / f"calls-{http_port}.jsonl"
+
+
 def launch(http_port: int = HTTP_PORT, udp_port: int = UDP_PORT, log_path: Path = LOG_PATH) -> Server:
     """Starts `jonction run` on HOST:http_port (media on udp_port) and waits for /readyz 200."""
     _check_namespace()
@@ -168,6 +186,12 @@ def launch(http_port: int = HTTP_PORT, udp_port: int = UDP_PORT, log_path: Path 
     env = _server_env()
     env["JONCTION_HTTP__LISTEN"] = f"{HOST}:{http_port}"
     env["JONCTION_ROOMS__UDP_PORT"] = str(udp_port)
+    # SIP on the same host, 5060 for the main instance; private addresses are allowed in SDP
+    # because the test network is 10.200.0.0/24.
+    env["JONCTION_SIP__LISTEN"] = f"{HOST}:{sip_port_for(http_port)}"
+    env["JONCTION_SIP__ALLOW_PRIVATE_ADDRESS"] = "true"
+    env["JONCTION_SIP__CALL_RECORDS"] = str(call_records_for(http_port))
+    call_records_for(http_port).unlink(missing_ok=True)
     try:
         proc = subprocess.Popen(
             [str(BIN), "run"],

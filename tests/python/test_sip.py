@@ -1,0 +1,237 @@
+"""SIP dial-in against the running gateway, with real peers: sipp (Debian sip-tester) calls in,
+a livekit Python SDK client in the room listens; raw UDP for protocol checks (RFC 4475)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from livekit import rtc
+
+from conftest import REPO, Server
+from test_rooms import Rooms, run
+
+SIPP = shutil.which("sipp")
+SCENARIOS = REPO / "tests" / "sip" / "scenarios"
+TORTURE = REPO / "tests" / "data" / "sip" / "rfc4475"
+CLIENT_IP = "10.200.0.2"
+
+
+def tone_wav(path: Path, freq: float, seconds: float) -> Path:
+    """A mu-law 8 kHz WAV of a sine (what sipp's rtp_stream sends as PCMU)."""
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-e", "u-law", str(path), "synth", str(seconds), "sine", str(freq)],
+        check=True,
+        timeout=20,
+    )
+    return path
+
+
+def sipp_call(server: Server, room: str, wav: Path, seconds: float, workdir: Path) -> subprocess.Popen:
+    scenario = (SCENARIOS / "uac_pcmu_stream.xml").read_text().replace("@WAV@", str(wav))
+    sf = workdir / "uac.xml"
+    sf.write_text(scenario)
+    host, port = server.sip_addr
+    return subprocess.Popen(
+        [
+            SIPP, f"{host}:{port}", "-sf", str(sf), "-s", room, "-i", CLIENT_IP, "-mi", CLIENT_IP,
+            "-m", "1", "-d", str(int(seconds * 1000)), "-nostdin", "-timeout", f"{int(seconds) + 20}s",
+            "-trace_err", "-error_file", str(workdir / "sipp_err.log"),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def dominant_hz(x: np.ndarray, rate: int) -> float:
+    sp = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(sp))])
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server):
+    """sipp calls sip:<room>@gateway and streams a 440 Hz PCMU tone; a livekit client in the room
+    subscribes to the SIP participant (kind SIP, sip.* attributes) and hears 440 Hz; the caller's
+    BYE ends the call and a call record is written."""
+    room = f"call-{secrets.token_hex(3)}"
+
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            tmpd = Path(tmp)
+            wav = tone_wav(tmpd / "tone.wav", 440, 6)
+            async with Rooms(server) as rooms:
+                listener = await rooms.connect(room, "listener")
+                got: list = []
+                listener.on("track_subscribed", lambda t, pub, p: got.append((t, p)))
+                sipp = sipp_call(server, room, wav, 5.0, tmpd)
+                try:
+                    deadline = time.monotonic() + 15
+                    while not got and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    assert got, "no track from the SIP caller reached the room"
+                    track, participant = got[0]
+                    assert participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
+                    attrs = dict(participant.attributes)
+                    assert attrs.get("sip.phoneNumber") == "+33100000001", attrs
+                    assert attrs.get("sip.callID"), attrs
+                    stream = rtc.AudioStream(track, sample_rate=48000, num_channels=1)
+                    chunks: list[np.ndarray] = []
+
+                    async def pull():
+                        async for ev in stream:
+                            x = np.frombuffer(ev.frame.data, dtype=np.int16)
+                            if not chunks and np.abs(x).mean() < 200:
+                                continue
+                            chunks.append(x.copy())
+                            if len(chunks) >= 150:  # 1.5 s
+                                return
+
+                    await asyncio.wait_for(pull(), 10)
+                    f = dominant_hz(np.concatenate(chunks), 48000)
+                    assert abs(f - 440) <= 5, f"dominant frequency {f:.1f} Hz"
+                finally:
+                    rc = await asyncio.to_thread(sipp.wait, 40)
+                err = sipp.stderr.read().decode(errors="replace") if sipp.stderr else ""
+                assert rc == 0, f"sipp failed ({rc}): {err[-800:]}"
+        # The caller hung up: one record, with the right cause and packets counted.
+        deadline = time.monotonic() + 5
+        records = []
+        while time.monotonic() < deadline:
+            if server.call_records.exists():
+                records = [json.loads(l) for l in server.call_records.read_text().splitlines() if l.strip()]
+                records = [r for r in records if r["room"] == room]
+                if records:
+                    break
+            await asyncio.sleep(0.1)
+        assert len(records) == 1, records
+        r = records[0]
+        assert r["end_cause"] == "caller-bye" and r["codec"].upper() == "PCMU", r
+        assert r["rtp_in"] > 200 and r["frames_to_room"] > 200, r
+
+    run(main())
+
+
+def sip_exchange(server: Server, data: bytes, wait: float = 1.0, stop_at_final: bool = True) -> list[int]:
+    """Sends one datagram to the gateway's SIP port; returns the status codes received (until the
+    first final one, or `wait` seconds)."""
+    codes = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((CLIENT_IP, 0))
+        s.settimeout(0.2)
+        s.sendto(data, server.sip_addr)
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            try:
+                msg, _ = s.recvfrom(65536)
+            except socket.timeout:
+                continue
+            if msg.startswith(b"SIP/2.0 "):
+                codes.append(int(msg[8:11]))
+                if codes[-1] >= 200 and stop_at_final:
+                    break
+    return codes
+
+
+# RFC 4475: the status the gateway must answer (None: no response at all; "ok": not refused).
+TORTURE_EXPECT = {
+    "intmeth": 501, "esc02": 501, "escnull": 405, "dblreq": 405, "mpart01": 405,
+    "badinv01": 400, "clerr": 400, "ncl": 400, "scalar02": 400, "quotbal": 400, "ltgtruri": 400,
+    "lwsruri": 400, "lwsstart": 400, "trws": 400, "escruri": 400, "regbadct": 400, "badaspec": 400,
+    "baddn": 400, "badvers": 505, "mismatch01": 400, "mismatch02": 501, "badbranch": 400,
+    "insuf": 400, "unkscm": 416, "novelsc": 416, "unksm2": 405, "bext01": 420, "invut": 415,
+    "regaut01": 405, "multi01": 400, "mcl01": 400, "cparam01": 405, "cparam02": 405,
+    "regescrt": 405, "sdp01": 406,
+    # responses with no transaction, valid or not: silently dropped
+    "unreason": None, "noreason": None, "scalarlg": None, "bigcode": None, "bcast": None,
+    # valid requests: processed (OPTIONS answered 200; INVITEs get 100 first)
+    "lwsdisp": 200, "semiuri": 200, "transports": 200, "zeromf": 200,
+    # wsinv carries a To tag for a dialog that does not exist: processed, hence 481 (§12.2.2)
+    "wsinv": 481, "esc01": "ok", "longreq": "ok", "baddate": "ok", "inv2543": "ok",
+}
+
+
+def test_rfc4475_torture_messages_over_udp(server: Server):
+    """Every RFC 4475 message, sent over UDP to the running gateway, gets its verdict; the
+    gateway still answers OPTIONS afterwards."""
+    assert len(TORTURE_EXPECT) == 49
+    wrong = []
+    for name, want in TORTURE_EXPECT.items():
+        wait = 0.3 if want is None else (0.5 if want == "ok" else 2.0)
+        codes = sip_exchange(server, (TORTURE / f"{name}.dat").read_bytes(), wait=wait)
+        finals = [c for c in codes if c >= 200]
+        if want is None:
+            ok = codes == []
+        elif want == "ok":
+            ok = bool(codes) and codes[0] == 100 and not any(c in (400, 406, 415, 416, 420, 501, 505) for c in codes)
+        else:
+            ok = bool(finals) and finals[0] == want
+        if not ok:
+            wrong.append(f"{name}: want {want}, got {codes}")
+    assert not wrong, "\n".join(wrong)
+    opts = (
+        "OPTIONS sip:ping@{h} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:5999;branch=z9hG4bK{b}\r\n"
+        "Max-Forwards: 70\r\nTo: <sip:ping@{h}>\r\nFrom: <sip:t@{c}>;tag=1\r\nCall-ID: {b}\r\n"
+        "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).format(h=server.sip_addr[0], c=CLIENT_IP, b=secrets.token_hex(6))
+    assert sip_exchange(server, opts.encode()) == [200]
+
+
+def test_garbage_and_oversized_datagrams_are_survived(server: Server):
+    """Garbage, truncated and oversized datagrams get a 400 or nothing; OPTIONS still works."""
+    for junk in [b"", b"\x00" * 100, secrets.token_bytes(1400), b"INVITE sip:x SIP/2.0\r\n" + b"A" * 60000]:
+        codes = sip_exchange(server, junk, wait=0.3)
+        assert all(c == 400 for c in codes), codes
+    opts = (
+        "OPTIONS sip:ping@{h} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:5999;branch=z9hG4bK{b}\r\n"
+        "Max-Forwards: 70\r\nTo: <sip:ping@{h}>\r\nFrom: <sip:t@{c}>;tag=1\r\nCall-ID: {b}\r\n"
+        "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).format(h=server.sip_addr[0], c=CLIENT_IP, b=secrets.token_hex(6))
+    assert sip_exchange(server, opts.encode()) == [200]
+
+
+def invite(server: Server, room: str, sdp: str, branch: str, call_id: str) -> bytes:
+    h = server.sip_addr[0]
+    return (
+        f"INVITE sip:{room}@{h} SIP/2.0\r\nVia: SIP/2.0/UDP {CLIENT_IP}:5998;branch=z9hG4bK{branch}\r\n"
+        f"Max-Forwards: 70\r\nTo: <sip:{room}@{h}>\r\nFrom: <sip:+331@{CLIENT_IP}>;tag=f{branch}\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:+331@{CLIENT_IP}:5998>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+def sdp_offer(pts: str, maps: str) -> str:
+    return (
+        f"v=0\r\no=- 1 1 IN IP4 {CLIENT_IP}\r\ns=-\r\nc=IN IP4 {CLIENT_IP}\r\nt=0 0\r\n"
+        f"m=audio 40000 RTP/AVP {pts}\r\n{maps}"
+    )
+
+
+def test_no_common_codec_gets_488_with_warning(server: Server):
+    b = secrets.token_hex(5)
+    msg = invite(server, "demo488", sdp_offer("18", "a=rtpmap:18 G729/8000\r\n"), b, f"c488-{b}")
+    codes = sip_exchange(server, msg)
+    assert codes[:1] == [100] and 488 in codes, codes
+
+
+def test_invalid_room_name_gets_404(server: Server):
+    b = secrets.token_hex(5)
+    msg = invite(server, "no%20such%2Froom", sdp_offer("0", "a=rtpmap:0 PCMU/8000\r\n"), b, f"c404-{b}")
+    codes = sip_exchange(server, msg)
+    assert 404 in codes, codes
+
+
+def test_malformed_sdp_gets_400(server: Server):
+    b = secrets.token_hex(5)
+    msg = invite(server, "demobad", "this is not sdp\r\n", b, f"cbad-{b}")
+    codes = sip_exchange(server, msg)
+    assert 400 in codes, codes
