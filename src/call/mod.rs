@@ -41,6 +41,8 @@ pub enum HangupCause {
     NoAck,
     /// The gateway is stopping.
     Shutdown,
+    /// The session timer expired without a refresh (RFC 4028).
+    SessionExpired,
 }
 
 impl HangupCause {
@@ -55,6 +57,7 @@ impl HangupCause {
             Self::MaxDuration => "max-duration",
             Self::NoAck => "no-ack",
             Self::Shutdown => "shutdown",
+            Self::SessionExpired => "session-expired",
         }
     }
 }

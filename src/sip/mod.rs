@@ -8,5 +8,6 @@ pub mod endpoint;
 pub mod message;
 pub mod sdp;
 pub mod service;
+pub mod session_timer;
 pub mod transaction;
 pub mod validate;

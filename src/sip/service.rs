@@ -4,14 +4,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::dialog::{user_of, Dialog, DialogState, InDialog, OkTimer};
+use super::endpoint::ClientKey;
 use super::endpoint::{tag_of, Endpoint, Output, Peer, ServerKey, Transport};
 use super::message::{Header, Message};
 use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
+use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
 use crate::call::{self, CallId, CallSetup, FromCall, HangupCause, ToCall};
 use crate::config::SipConfig;
@@ -33,6 +36,14 @@ struct CallEntry {
     to_call: mpsc::UnboundedSender<ToCall>,
     answer_sdp: String,
     sdp: SdpSession,
+    timer: Option<SessionTimer>,
+}
+
+/// What one of our requests was for.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Refresh(CallId),
+    Bye,
 }
 
 /// The running front.
@@ -49,6 +60,7 @@ pub struct SipFront {
     from_calls_tx: mpsc::UnboundedSender<FromCall>,
     from_calls: mpsc::UnboundedReceiver<FromCall>,
     next_rtp_port: u16,
+    pending: HashMap<ClientKey, Purpose>,
 }
 
 fn now() -> std::time::Instant {
@@ -89,6 +101,7 @@ impl SipFront {
             from_calls_tx,
             from_calls,
             next_rtp_port: cfg.rtp_port_min,
+            pending: HashMap::new(),
         })
     }
 
@@ -142,7 +155,12 @@ impl SipFront {
                 Output::Request { key, msg, peer } => self.request(key, *msg, peer),
                 Output::Ack { msg, .. } => self.ack(&msg),
                 Output::Cancelled { key } => self.cancelled(&key),
-                Output::Response { .. } | Output::TimedOut { .. } => {}
+                Output::Response { key, msg } => self.response(key, &msg),
+                Output::TimedOut { key } => {
+                    if let Some(Purpose::Refresh(id)) = self.pending.remove(&key) {
+                        self.hangup(id, HangupCause::SessionExpired);
+                    }
+                }
                 Output::AckTimeout { key } => debug!(?key, "no ACK for an error response"),
                 Output::Refused { status, detail } => {
                     if status == 0 {
@@ -155,7 +173,11 @@ impl SipFront {
             }
         };
         for c in self.calls.values() {
-            if let Some(t) = c.dialog.poll_timeout() {
+            let timers = [
+                c.dialog.poll_timeout(),
+                c.timer.as_ref().and_then(SessionTimer::poll_timeout),
+            ];
+            for t in timers.into_iter().flatten() {
                 next = next.min(t);
             }
         }
@@ -198,6 +220,15 @@ impl SipFront {
         let tag = self.ep.token();
         let trying = response_to(&msg, 100, "Trying", &tag);
         self.ep.respond(&key, trying);
+        let timer = match session_timer::negotiate(&msg, self.cfg.session_expires) {
+            Negotiation::Timer(t) => t,
+            Negotiation::TooSmall(min) => {
+                let mut r = response_to(&msg, 422, "Session Interval Too Small", &tag);
+                r.headers.push(h("Min-SE", min.as_secs().to_string()));
+                self.ep.respond(&key, r);
+                return;
+            }
+        };
         let uri = msg.request().map(|r| r.uri.clone()).unwrap_or_default();
         let room = user_of(&uri).unwrap_or_default();
         if !crate::http::valid_room_name(&room) {
@@ -353,6 +384,7 @@ impl SipFront {
                 to_call,
                 answer_sdp,
                 sdp: sdp_session,
+                timer: Some(timer),
             },
         );
     }
@@ -416,7 +448,8 @@ impl SipFront {
                     Some(Ok(a)) => {
                         c.answer_sdp = c.sdp.render(&a.sdp);
                         let _ = c.to_call.send(ToCall::Media(Box::new(a.negotiated)));
-                        let r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
+                        let mut r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
+                        refresh_timer(c, &msg, &mut r, self.cfg.session_expires);
                         if method == "INVITE" {
                             c.dialog.sent_2xx(now(), Vec::new());
                             c.dialog.handle_ack();
@@ -440,7 +473,8 @@ impl SipFront {
             }
             "INVITE" | "UPDATE" => {
                 // Session refresh without a new offer: answer with the current description.
-                let r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
+                let mut r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
+                refresh_timer(c, &msg, &mut r, self.cfg.session_expires);
                 self.ep.respond(&key, r);
             }
             _ => {
@@ -487,9 +521,14 @@ impl SipFront {
                 let Some(key) = c.invite_key.take() else {
                     return;
                 };
-                let ok = c
+                let mut ok = c
                     .dialog
                     .response(c.dialog.invite(), 200, "OK", Some(&c.answer_sdp));
+                ok.headers.push(h("Supported", "timer"));
+                if let Some(t) = c.timer.as_mut() {
+                    ok.headers.extend(t.headers());
+                    t.refreshed(now());
+                }
                 if let Some(bytes) = self.ep.respond(&key, ok) {
                     c.dialog.sent_2xx(now(), bytes);
                 }
@@ -526,7 +565,69 @@ impl SipFront {
         };
         let bye = c.dialog.request("BYE", vec![h("Reason", reason)], None);
         info!(call = id.0, cause = cause.as_str(), "sending BYE");
-        self.ep.send_request(c.peer, bye);
+        let key = self.ep.send_request(c.peer, bye);
+        self.pending.insert(key, Purpose::Bye);
+    }
+
+    /// Refreshes a session we are the refresher of: a re-INVITE with the current description
+    /// (RFC 4028 §7.4; the SDP version stays, nothing changed).
+    fn send_refresh(&mut self, id: CallId) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut extra = vec![h("Supported", "timer")];
+        if let Some(t) = &c.timer {
+            extra.extend(
+                t.headers()
+                    .into_iter()
+                    .filter(|x| x.name == "Session-Expires"),
+            );
+        }
+        let body = c.answer_sdp.clone().into_bytes();
+        let reinvite = c
+            .dialog
+            .request("INVITE", extra, Some(("application/sdp", body)));
+        let peer = c.peer;
+        debug!(call = id.0, "refreshing the session");
+        let key = self.ep.send_request(peer, reinvite);
+        self.pending.insert(key, Purpose::Refresh(id));
+    }
+
+    /// A response to one of our requests.
+    fn response(&mut self, key: ClientKey, msg: &Message) {
+        let status = msg.response().map(|s| s.code).unwrap_or(0);
+        if status < 200 {
+            return;
+        }
+        match self.pending.remove(&key) {
+            Some(Purpose::Refresh(id)) => {
+                if (200..300).contains(&status) {
+                    let Some(c) = self.calls.get_mut(&id) else {
+                        return;
+                    };
+                    // ACK the 2xx of our re-INVITE (RFC 3261 §13.2.2.4): same CSeq number.
+                    let n = msg
+                        .header("CSeq")
+                        .and_then(|v| v.split_whitespace().next())
+                        .unwrap_or("1")
+                        .to_string();
+                    let mut ack = c.dialog.request("ACK", Vec::new(), None);
+                    c.dialog.local_cseq -= 1;
+                    for hd in ack.headers.iter_mut().filter(|x| x.name == "CSeq") {
+                        hd.value = format!("{n} ACK");
+                    }
+                    if let Some(t) = c.timer.as_mut() {
+                        t.refreshed(now());
+                    }
+                    let peer = c.peer;
+                    self.ep.send_request(peer, ack);
+                } else if matches!(status, 408 | 481) {
+                    // §10: the dialog is gone.
+                    self.hangup(id, HangupCause::SessionExpired);
+                }
+            }
+            Some(Purpose::Bye) | None => {}
+        }
     }
 
     fn dialog_timers(&mut self, t: std::time::Instant) {
@@ -539,12 +640,35 @@ impl SipFront {
                 OkTimer::Idle => {}
             }
         }
+        let mut refresh = Vec::new();
+        for c in self.calls.values_mut() {
+            if c.invite_key.is_some() {
+                continue; // not answered yet
+            }
+            match c.timer.as_mut().map(|st| st.handle_timeout(t)) {
+                Some(TimerAction::Refresh) => refresh.push(c.id),
+                Some(TimerAction::Expired) => dead.push(c.id),
+                _ => {}
+            }
+        }
+        for id in refresh {
+            self.send_refresh(id);
+        }
         for (peer, bytes) in resend {
             let sock = &self.sock;
             let _ = sock.try_send_to(&bytes, peer.remote);
         }
         for id in dead {
-            self.hangup(id, HangupCause::NoAck);
+            let expired = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.dialog.state == DialogState::Confirmed);
+            let cause = if expired {
+                HangupCause::SessionExpired
+            } else {
+                HangupCause::NoAck
+            };
+            self.hangup(id, cause);
         }
     }
 
@@ -575,6 +699,16 @@ impl SipFront {
             self.cfg.rtp_port_min, self.cfg.rtp_port_max
         );
         None
+    }
+}
+
+/// Renegotiates the session timer on a refresh and adds its headers to our 2xx.
+fn refresh_timer(c: &mut CallEntry, req: &Message, resp: &mut Message, default: Duration) {
+    if let Negotiation::Timer(mut t) = session_timer::negotiate(req, default) {
+        resp.headers.push(h("Supported", "timer"));
+        resp.headers.extend(t.headers());
+        t.refreshed(now());
+        c.timer = Some(t);
     }
 }
 

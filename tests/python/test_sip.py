@@ -235,3 +235,62 @@ def test_malformed_sdp_gets_400(server: Server):
     msg = invite(server, "demobad", "this is not sdp\r\n", b, f"cbad-{b}")
     codes = sip_exchange(server, msg)
     assert 400 in codes, codes
+
+
+def run_scenario(server: Server, scenario: str, room: str, timeout_s: int) -> tuple[int, str]:
+    """Runs a sipp scenario of tests/sip/scenarios with a looped 1 s tone; (exit code, stderr)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        wav = tone_wav(tmpd / "tone.wav", 440, 1)
+        sf = tmpd / "s.xml"
+        sf.write_text((SCENARIOS / scenario).read_text().replace("@WAV@", str(wav)))
+        host, port = server.sip_addr
+        p = subprocess.run(
+            [
+                SIPP, f"{host}:{port}", "-sf", str(sf), "-s", room, "-i", CLIENT_IP, "-mi", CLIENT_IP,
+                "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-trace_err",
+                "-error_file", str(tmpd / "err.log"),
+            ],
+            cwd=tmpd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout_s + 30,
+        )
+        err = p.stderr.decode(errors="replace")
+        if (tmpd / "err.log").exists():
+            err += (tmpd / "err.log").read_text(errors="replace")[-1500:]
+        return p.returncode, err
+
+
+def records_for(server: Server, room: str) -> list[dict]:
+    if not server.call_records.exists():
+        return []
+    rows = [json.loads(l) for l in server.call_records.read_text().splitlines() if l.strip()]
+    return [r for r in rows if r["room"] == room]
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_session_timer_refreshed_call_survives_200s(server: Server):
+    """Session-Expires: 90 with the caller refreshing every 40 s: the call lasts 200 s and ends
+    with the caller's BYE, not ours."""
+    room = f"timer-{secrets.token_hex(3)}"
+    rc, err = run_scenario(server, "uac_timer_refresh.xml", room, 260)
+    assert rc == 0, err
+    recs = records_for(server, room)
+    assert recs and recs[0]["end_cause"] == "caller-bye", recs
+    assert recs[0]["end_ms"] - recs[0]["start_ms"] >= 195_000, recs
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_session_timer_missed_refresh_is_torn_down(server: Server):
+    """Session-Expires: 90 and no refresh: the gateway sends BYE (RFC 4028 §10) within 90 s."""
+    room = f"timer-{secrets.token_hex(3)}"
+    t0 = time.monotonic()
+    rc, err = run_scenario(server, "uac_timer_silent.xml", room, 120)
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 95
+    deadline = time.monotonic() + 5
+    while not records_for(server, room) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    recs = records_for(server, room)
+    assert recs and recs[0]["end_cause"] == "session-expired", recs
