@@ -55,6 +55,11 @@ pub struct SipFront {
     ep: Endpoint,
     sock: UdpSocket,
     local: SocketAddr,
+    tcp: tokio::net::TcpListener,
+    /// Writers of the open TCP connections, by remote address.
+    tcp_out: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+    tcp_in_tx: mpsc::UnboundedSender<TcpIn>,
+    tcp_in: mpsc::UnboundedReceiver<TcpIn>,
     calls: HashMap<CallId, CallEntry>,
     next_call: u64,
     from_calls_tx: mpsc::UnboundedSender<FromCall>,
@@ -72,6 +77,8 @@ impl SipFront {
     pub async fn bind(cfg: &SipConfig, ctx: Context) -> std::io::Result<Self> {
         let sock = UdpSocket::bind(cfg.listen).await?;
         let local = sock.local_addr()?;
+        let tcp = tokio::net::TcpListener::bind(local).await?;
+        let (tcp_in_tx, tcp_in) = mpsc::unbounded_channel();
         let advertised = cfg.advertised_ip.unwrap_or_else(|| {
             if local.ip().is_unspecified() {
                 first_local_ip().unwrap_or(local.ip())
@@ -98,6 +105,10 @@ impl SipFront {
             local,
             calls: HashMap::new(),
             next_call: 1,
+            tcp,
+            tcp_out: HashMap::new(),
+            tcp_in_tx,
+            tcp_in,
             from_calls_tx,
             from_calls,
             next_rtp_port: cfg.rtp_port_min,
@@ -121,6 +132,20 @@ impl SipFront {
                     let peer = Peer { transport: Transport::Udp, remote: from, local: self.local };
                     self.ep.handle_message(now(), peer, &buf[..n]);
                 }
+                a = self.tcp.accept() => {
+                    if let Ok((stream, remote)) = a {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        self.tcp_out.insert(remote, tx);
+                        tokio::spawn(tcp_connection(stream, remote, self.local, rx, self.tcp_in_tx.clone()));
+                    }
+                }
+                m = self.tcp_in.recv() => match m {
+                    Some(TcpIn::Message(peer, bytes)) => self.ep.handle_message(now(), peer, &bytes),
+                    Some(TcpIn::Closed(remote)) => {
+                        self.tcp_out.remove(&remote);
+                    }
+                    None => {}
+                },
                 ev = self.from_calls.recv() => {
                     if let Some(ev) = ev {
                         self.call_event(ev);
@@ -148,7 +173,14 @@ impl SipFront {
         let mut next = loop {
             match self.ep.poll_output() {
                 Output::Transmit { peer, data } => {
-                    if let Err(e) = self.sock.send_to(&data, peer.remote).await {
+                    if peer.transport == Transport::Tcp {
+                        match self.tcp_out.get(&peer.remote) {
+                            Some(tx) => {
+                                let _ = tx.send(data);
+                            }
+                            None => debug!("SIP over TCP to {}: connection gone", peer.remote),
+                        }
+                    } else if let Err(e) = self.sock.send_to(&data, peer.remote).await {
                         debug!("SIP send to {} failed: {e}", peer.remote);
                     }
                 }
@@ -635,7 +667,11 @@ impl SipFront {
         let mut dead = Vec::new();
         for c in self.calls.values_mut() {
             match c.dialog.handle_timeout(t) {
-                OkTimer::Resend(bytes) => resend.push((c.peer, bytes)),
+                // Reliable transports carry the 2xx once (RFC 3261 §13.3.1.4 applies to UDP).
+                OkTimer::Resend(bytes) if c.peer.transport == Transport::Udp => {
+                    resend.push((c.peer, bytes))
+                }
+                OkTimer::Resend(_) => {}
                 OkTimer::NoAck => dead.push(c.id),
                 OkTimer::Idle => {}
             }
@@ -700,6 +736,95 @@ impl SipFront {
         );
         None
     }
+}
+
+/// What a TCP connection task reports.
+enum TcpIn {
+    Message(Peer, Vec<u8>),
+    Closed(SocketAddr),
+}
+
+/// How long a TCP peer may take to finish a message it started.
+const TCP_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TCP connection may stay idle.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Reads framed messages from one TCP connection and writes what the front sends on it.
+async fn tcp_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    mut out: mpsc::UnboundedReceiver<Vec<u8>>,
+    to_front: mpsc::UnboundedSender<TcpIn>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let peer = Peer {
+        transport: Transport::Tcp,
+        remote,
+        local,
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut started: Option<tokio::time::Instant> = None;
+    loop {
+        let limit = match started {
+            Some(t) => t + TCP_MESSAGE_TIMEOUT,
+            None => tokio::time::Instant::now() + TCP_IDLE_TIMEOUT,
+        };
+        tokio::select! {
+            r = rd.read(&mut chunk) => {
+                let n = match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    match Message::parse_stream(&buf) {
+                        Ok((_, framed)) => {
+                            let bytes: Vec<u8> = buf.drain(..framed.len).collect();
+                            let _ = to_front.send(TcpIn::Message(peer, bytes));
+                            started = None;
+                        }
+                        Err(super::message::ParseError::Incomplete) if buf.len() <= super::message::MAX_MESSAGE => {
+                            // Keep-alive CRLFs alone are not a message start.
+                            if buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                                buf.clear();
+                            } else if started.is_none() {
+                                started = Some(tokio::time::Instant::now());
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            // Unframeable: answer what can be answered, then close (RFC 3261 §18.3).
+                            debug!(%remote, "closing SIP TCP connection: {e}");
+                            let _ = to_front.send(TcpIn::Message(peer, std::mem::take(&mut buf)));
+                            let _ = to_front.send(TcpIn::Closed(remote));
+                            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                                while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), out.recv()).await {
+                                    let _ = wr.write_all(&m).await;
+                                }
+                            }).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            m = out.recv() => match m {
+                Some(bytes) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(limit) => {
+                debug!(%remote, "SIP TCP connection timed out");
+                break;
+            }
+        }
+    }
+    let _ = to_front.send(TcpIn::Closed(remote));
 }
 
 /// Renegotiates the session timer on a refresh and adds its headers to our 2xx.

@@ -294,3 +294,47 @@ def test_session_timer_missed_refresh_is_torn_down(server: Server):
         time.sleep(0.1)
     recs = records_for(server, room)
     assert recs and recs[0]["end_cause"] == "session-expired", recs
+
+
+def options(server: Server, branch: str, transport: str = "UDP") -> bytes:
+    return (
+        f"OPTIONS sip:ping@{server.sip_addr[0]} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} {CLIENT_IP}:5999;branch=z9hG4bK{branch}\r\n"
+        f"Max-Forwards: 70\r\nTo: <sip:ping@{server.sip_addr[0]}>\r\nFrom: <sip:t@{CLIENT_IP}>;tag=1\r\n"
+        f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def read_responses(sock: socket.socket, want: int, timeout: float = 3.0) -> list[int]:
+    """Reads SIP responses from a TCP stream until `want` arrived or the timeout."""
+    data = b""
+    sock.settimeout(0.2)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and data.count(b"SIP/2.0 ") < want:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    return [int(data[i + 8 : i + 11]) for i in range(len(data)) if data.startswith(b"SIP/2.0 ", i)]
+
+
+def test_sip_over_tcp_framing(server: Server):
+    """Over TCP: two requests in one segment, one request split over segments, keep-alive CRLFs;
+    each is answered on the connection; an unframeable message gets 400 and the close."""
+    with socket.create_connection(server.sip_addr, timeout=5) as s:
+        s.sendall(b"\r\n\r\n" + options(server, "tcpa", "TCP") + options(server, "tcpb", "TCP"))
+        assert read_responses(s, 2) == [200, 200]
+        third = options(server, "tcpc", "TCP")
+        s.sendall(third[:40])
+        time.sleep(0.3)
+        s.sendall(third[40:])
+        assert read_responses(s, 1) == [200]
+        bad = options(server, "tcpd", "TCP").replace(b"Content-Length: 0", b"Content-Length: -5")
+        s.sendall(bad)
+        assert read_responses(s, 1) == [400]
+        s.settimeout(2)
+        assert s.recv(100) == b"", "connection closed after an unframeable message"
+    assert sip_exchange(server, options(server, secrets.token_hex(4))) == [200]
