@@ -43,6 +43,8 @@ pub enum HangupCause {
     Shutdown,
     /// The session timer expired without a refresh (RFC 4028).
     SessionExpired,
+    /// No usable media description (a delayed offer answered badly, or not at all).
+    NoMedia,
 }
 
 impl HangupCause {
@@ -58,6 +60,7 @@ impl HangupCause {
             Self::NoAck => "no-ack",
             Self::Shutdown => "shutdown",
             Self::SessionExpired => "session-expired",
+            Self::NoMedia => "no-media",
         }
     }
 }
@@ -92,8 +95,8 @@ pub struct CallSetup {
     pub caller: String,
     /// Called number or user.
     pub callee: String,
-    /// The negotiated audio stream.
-    pub negotiated: Negotiated,
+    /// The negotiated audio stream (None with a delayed offer until the ACK brings the answer).
+    pub negotiated: Option<Negotiated>,
     /// Our RTP socket for this call.
     pub rtp: UdpSocket,
     /// LiveKit server URL (`ws://...`).
@@ -153,8 +156,7 @@ async fn bridge(
             return HangupCause::RoomUnavailable;
         }
     };
-    let mime = s.negotiated.codec.name.to_ascii_uppercase();
-    let passthrough = matches!(mime.as_str(), "PCMU" | "PCMA");
+    let mut neg = s.negotiated.clone();
     // Join, publish the caller's audio, then let the front answer.
     let setup_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut published = false;
@@ -195,10 +197,10 @@ async fn bridge(
         }
     }
     let _ = tx.send(FromCall::Answer(s.id));
-    info!(call = s.id.0, room = %s.room, codec = %mime, "call answered");
+    info!(call = s.id.0, room = %s.room, "call answered");
 
     let started = tokio::time::Instant::now();
-    let mut rtp = rtp_in::RtpIn::new(&s.negotiated);
+    let mut rtp = rtp_in::RtpIn::new(neg.as_ref());
     let mut buf = vec![0u8; 2048];
     let mut last_rtp = tokio::time::Instant::now();
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -212,7 +214,9 @@ async fn bridge(
                 };
                 rec.rtp_in += 1;
                 last_rtp = tokio::time::Instant::now();
-                if passthrough && pkt.pt == s.negotiated.pt {
+                let Some(n) = neg.as_ref() else { continue };
+                let mime = n.codec.name.to_ascii_uppercase();
+                if matches!(mime.as_str(), "PCMU" | "PCMA") && pkt.pt == n.pt {
                     let time = MediaTime::new(pkt.timestamp, Frequency::EIGHT_KHZ);
                     if link.client().write(CALLER_TRACK, &mime, Instant::now(), time, pkt.payload.to_vec()).is_ok() {
                         rec.frames_to_room += 1;
@@ -231,7 +235,11 @@ async fn bridge(
                     link.leave();
                     return c;
                 }
-                Some(ToCall::Media(n)) => rtp.renegotiated(&n),
+                Some(ToCall::Media(n)) => {
+                    rtp.renegotiated(&n);
+                    rec.codec = n.codec.name.clone();
+                    neg = Some(*n);
+                }
                 None => {
                     link.leave();
                     return HangupCause::Shutdown;

@@ -47,7 +47,11 @@ impl CallRecord {
             room: s.room.clone(),
             from: s.caller.clone(),
             to: s.callee.clone(),
-            codec: s.negotiated.codec.name.clone(),
+            codec: s
+                .negotiated
+                .as_ref()
+                .map(|n| n.codec.name.clone())
+                .unwrap_or_default(),
             start_ms: ms(now),
             end_ms: 0,
             end_cause: String::new(),

@@ -25,10 +25,13 @@ pub struct RtpIn {
 }
 
 impl RtpIn {
-    /// For a negotiated stream.
-    pub fn new(n: &Negotiated) -> Self {
-        let mut pts = vec![n.pt];
-        pts.extend(n.dtmf_pt);
+    /// For a negotiated stream (none yet: nothing is accepted until [`RtpIn::renegotiated`]).
+    pub fn new(n: Option<&Negotiated>) -> Self {
+        let mut pts = Vec::new();
+        if let Some(n) = n {
+            pts.push(n.pt);
+            pts.extend(n.dtmf_pt);
+        }
         Self {
             pts,
             latched: None,

@@ -37,6 +37,8 @@ struct CallEntry {
     answer_sdp: String,
     sdp: SdpSession,
     timer: Option<SessionTimer>,
+    /// Our offer in the 2xx of a delayed-offer INVITE, until the ACK answers it.
+    delayed_offer: Option<String>,
 }
 
 /// What one of our requests was for.
@@ -270,21 +272,11 @@ impl SipFront {
                 return;
             }
         }
-        if msg.body.is_empty() {
-            // Delayed offer is not supported yet: say so clearly rather than hang.
-            let mut r = response_to(&msg, 488, "Not Acceptable Here", &tag);
-            r.headers.push(h(
-                "Warning",
-                format!("399 {} \"an SDP offer is required\"", self.advertised),
-            ));
-            {
-                self.ep.respond(&key, r);
-                return;
-            }
-        }
-        let offer = match SessionDescription::parse(&msg.body) {
-            Ok(o) => o,
-            Err(e) => {
+        // No body: a delayed offer (RFC 3261 §13.2.1): we offer in the 2xx, the ACK answers.
+        let offer = match (!msg.body.is_empty()).then(|| SessionDescription::parse(&msg.body)) {
+            None => None,
+            Some(Ok(o)) => Some(o),
+            Some(Err(e)) => {
                 let mut r = response_to(&msg, 400, "Bad Request", &tag);
                 r.headers.push(h(
                     "Warning",
@@ -325,9 +317,10 @@ impl SipFront {
                 }
             }
         };
-        let answer = match sdp::answer(&offer, &self.policy, &local) {
-            Ok(a) => a,
-            Err(rej) => {
+        let answer = match offer.as_ref().map(|o| sdp::answer(o, &self.policy, &local)) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(rej)) => {
                 let mut r = response_to(&msg, rej.status, "Not Acceptable Here", &tag);
                 if let Some(w) = rej.warning {
                     r.headers.push(h("Warning", w));
@@ -351,7 +344,12 @@ impl SipFront {
             }
         };
         let mut sdp_session = SdpSession::new(rand::random::<u32>() as u64);
-        let answer_sdp = sdp_session.render(&answer.sdp);
+        let (local_sdp, negotiated) = match answer {
+            Some(a) => (a.sdp, Some(a.negotiated)),
+            None => (sdp::offer(&self.policy, &local), None),
+        };
+        let answer_sdp = sdp_session.render(&local_sdp);
+        let delayed_offer = negotiated.is_none().then(|| answer_sdp.clone());
         let caller = msg
             .header("From")
             .map(super::dialog::uri_of)
@@ -395,7 +393,7 @@ impl SipFront {
             room: room.clone(),
             caller,
             callee: room.clone(),
-            negotiated: answer.negotiated,
+            negotiated,
             rtp,
             livekit_url: self.ctx.livekit_url.clone(),
             token,
@@ -417,6 +415,7 @@ impl SipFront {
                 answer_sdp,
                 sdp: sdp_session,
                 timer: Some(timer),
+                delayed_offer,
             },
         );
     }
@@ -518,11 +517,35 @@ impl SipFront {
     }
 
     fn ack(&mut self, msg: &Message) {
+        let mut failed = None;
         for c in self.calls.values_mut() {
-            if c.dialog.check_request(msg) == InDialog::Fresh {
-                c.dialog.handle_ack();
-                return;
+            if c.dialog.check_request(msg) != InDialog::Fresh {
+                continue;
             }
+            c.dialog.handle_ack();
+            if let Some(ours) = c.delayed_offer.take() {
+                let negotiated = SessionDescription::parse(ours.as_bytes())
+                    .ok()
+                    .zip(SessionDescription::parse(&msg.body).ok())
+                    .map(|(o, a)| sdp::accept_answer(&o, &a));
+                match negotiated {
+                    Some(Ok(n)) => {
+                        let _ = c.to_call.send(ToCall::Media(Box::new(n)));
+                    }
+                    other => {
+                        let why = match other {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "no usable SDP answer in the ACK".into(),
+                        };
+                        warn!(call = c.id.0, "delayed offer failed: {why}");
+                        failed = Some(c.id);
+                    }
+                }
+            }
+            break;
+        }
+        if let Some(id) = failed {
+            self.hangup(id, HangupCause::NoMedia);
         }
     }
 

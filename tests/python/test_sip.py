@@ -36,8 +36,10 @@ def tone_wav(path: Path, freq: float, seconds: float) -> Path:
     return path
 
 
-def sipp_call(server: Server, room: str, wav: Path, seconds: float, workdir: Path) -> subprocess.Popen:
-    scenario = (SCENARIOS / "uac_pcmu_stream.xml").read_text().replace("@WAV@", str(wav))
+def sipp_call(
+    server: Server, room: str, wav: Path, seconds: float, workdir: Path, scenario: str = "uac_pcmu_stream.xml"
+) -> subprocess.Popen:
+    scenario = (SCENARIOS / scenario).read_text().replace("@WAV@", str(wav))
     sf = workdir / "uac.xml"
     sf.write_text(scenario)
     host, port = server.sip_addr
@@ -59,10 +61,12 @@ def dominant_hz(x: np.ndarray, rate: int) -> float:
 
 
 @pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
-def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server):
-    """sipp calls sip:<room>@gateway and streams a 440 Hz PCMU tone; a livekit client in the room
-    subscribes to the SIP participant (kind SIP, sip.* attributes) and hears 440 Hz; the caller's
-    BYE ends the call and a call record is written."""
+@pytest.mark.parametrize("scenario", ["uac_pcmu_stream.xml", "uac_delayed_offer.xml"])
+def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server, scenario: str):
+    """sipp calls sip:<room>@gateway and streams a 440 Hz PCMU tone (with the offer in the INVITE,
+    or delayed: offer in our 200, answer in the ACK); a livekit client in the room subscribes to
+    the SIP participant (kind SIP, sip.* attributes) and hears 440 Hz; the caller's BYE ends the
+    call and a call record is written."""
     room = f"call-{secrets.token_hex(3)}"
 
     async def main():
@@ -73,7 +77,7 @@ def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server):
                 listener = await rooms.connect(room, "listener")
                 got: list = []
                 listener.on("track_subscribed", lambda t, pub, p: got.append((t, p)))
-                sipp = sipp_call(server, room, wav, 5.0, tmpd)
+                sipp = sipp_call(server, room, wav, 5.0, tmpd, scenario)
                 try:
                     deadline = time.monotonic() + 15
                     while not got and time.monotonic() < deadline:
