@@ -8,11 +8,13 @@
 //!   [`codec::Decoder`] pair (enum dispatch, no allocation per frame), with packet loss
 //!   concealment. Opus runs at the SIP side's rate (8 or 16 kHz), so the G.711 and G.722 paths need
 //!   no resampler.
+//! - [`mixer`]: sums N inputs into one frame, with mix-minus and per-input jitter slack.
 //!
 //! Policy on input: payloads come from the network and are untrusted. Decoders return a
 //! [`codec::CodecError`] on garbage and never panic; a panic in this module is a bug.
 
 pub mod codec;
+pub mod mixer;
 
 #[cfg(test)]
 pub(crate) mod test_signal;
