@@ -9,11 +9,13 @@
 //!   concealment. Opus runs at the SIP side's rate (8 or 16 kHz), so the G.711 and G.722 paths need
 //!   no resampler.
 //! - [`mixer`]: sums N inputs into one frame, with mix-minus and per-input jitter slack.
+//! - [`dtmf_tone`]: in-band dual-tone generator for DTMF digits.
 //!
 //! Policy on input: payloads come from the network and are untrusted. Decoders return a
 //! [`codec::CodecError`] on garbage and never panic; a panic in this module is a bug.
 
 pub mod codec;
+pub mod dtmf_tone;
 pub mod mixer;
 
 #[cfg(test)]
