@@ -8,7 +8,8 @@
 //! - [`sip`]: the SIP protocol core: messages, validation, transactions, endpoint, SDP;
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
 //! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
-//! - [`logging`]: tracing set-up.
+//! - [`logging`]: tracing set-up;
+//! - [`media`]: the media plane of a call leg (codecs, mixer, DTMF tones), sans-IO.
 //!
 //! Protocol cores never read the clock nor touch sockets: they take `now` as an argument and
 //! return what to send, like str0m and quinn-proto. Only the shells (`rooms::service`, `http`,
@@ -26,6 +27,7 @@ pub mod gateway;
 pub mod http;
 pub mod livekit;
 pub mod logging;
+pub mod media;
 pub mod rooms;
 pub mod sip;
 pub mod token;
