@@ -7,7 +7,8 @@
 //! - [`rooms`]: the embedded room server (sans-IO core + tokio shell);
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
 //! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
-//! - [`logging`]: tracing set-up.
+//! - [`logging`]: tracing set-up;
+//! - [`media`]: RTP/RTCP, jitter buffer, DTMF and RTP sessions for SIP legs (sans-IO).
 //!
 //! Protocol cores never read the clock nor touch sockets: they take `now` as an argument and
 //! return what to send, like str0m and quinn-proto. Only the shells (`rooms::service`, `http`,
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod http;
 pub mod livekit;
 pub mod logging;
+pub mod media;
 pub mod rooms;
 pub mod token;
 
