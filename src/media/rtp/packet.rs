@@ -125,7 +125,9 @@ impl<'a> RtpPacket<'a> {
         let pt = fixed[1] & 0x7f;
         let seq = u16::from_be_bytes([fixed[2], fixed[3]]);
         let timestamp = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-        let ssrc = Ssrc(u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]));
+        let ssrc = Ssrc(u32::from_be_bytes([
+            fixed[8], fixed[9], fixed[10], fixed[11],
+        ]));
 
         let rest = buf.get(FIXED_HEADER_LEN..).unwrap_or_default();
         let csrc_len = usize::from(cc) * 4;
@@ -473,12 +475,10 @@ impl<'e> RtpWriter<'e> {
     pub fn write_to(&self, payload: &[u8], buf: &mut [u8]) -> Result<usize, RtpError> {
         let len = self.len(payload.len())?;
         let available = buf.len();
-        let buf = buf
-            .get_mut(..len)
-            .ok_or(RtpError::BufferTooSmall {
-                needed: len,
-                available,
-            })?;
+        let buf = buf.get_mut(..len).ok_or(RtpError::BufferTooSmall {
+            needed: len,
+            available,
+        })?;
         let mut w = Cursor { buf, at: 0 };
         let mut b0 = 0x80 | self.csrcs.len() as u8;
         if self.padding > 0 {
@@ -498,7 +498,11 @@ impl<'e> RtpWriter<'e> {
             let one = self.one_byte_form();
             let data_len = self.extension_data_len()?;
             let words = data_len.div_ceil(4);
-            let profile = if one { ONE_BYTE_PROFILE } else { TWO_BYTE_PROFILE };
+            let profile = if one {
+                ONE_BYTE_PROFILE
+            } else {
+                TWO_BYTE_PROFILE
+            };
             w.put(&profile.to_be_bytes());
             w.put(&(words as u16).to_be_bytes());
             for e in self.extensions {
@@ -550,8 +554,8 @@ mod tests {
 
     /// A PCMU packet: V=2, M=1, PT=0, seq 0x1234, ts 0xdeadbeef, SSRC 0x01020304, 4 bytes.
     const PCMU: &[u8] = &[
-        0x80, 0x80, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0xff, 0xfe,
-        0xfd, 0xfc,
+        0x80, 0x80, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0xff, 0xfe, 0xfd,
+        0xfc,
     ];
 
     #[test]
@@ -575,7 +579,8 @@ mod tests {
             0x91, 0x60, 0x00, 0x01, 0, 0, 0, 0x10, 0xaa, 0xbb, 0xcc, 0xdd, // X, CC=1, PT=96
             0x11, 0x22, 0x33, 0x44, // CSRC
             0xbe, 0xde, 0x00, 0x03, // profile, 3 words
-            0x10, 0x01, 0x21, 0x02, 0x03, 0x00, 0x33, 0x01, 0x02, 0x03, 0x04, 0x00, // elements
+            0x10, 0x01, 0x21, 0x02, 0x03, 0x00, 0x33, 0x01, 0x02, 0x03, 0x04,
+            0x00, // elements
             0x42, // payload
         ];
         let p = RtpPacket::parse(&pkt).unwrap();
@@ -584,9 +589,18 @@ mod tests {
         assert_eq!(
             els,
             vec![
-                ExtensionElement { id: 1, data: &[0x01] },
-                ExtensionElement { id: 2, data: &[0x02, 0x03] },
-                ExtensionElement { id: 3, data: &[1, 2, 3, 4] },
+                ExtensionElement {
+                    id: 1,
+                    data: &[0x01]
+                },
+                ExtensionElement {
+                    id: 2,
+                    data: &[0x02, 0x03]
+                },
+                ExtensionElement {
+                    id: 3,
+                    data: &[1, 2, 3, 4]
+                },
             ]
         );
         assert_eq!(p.extension_element(2), Some(&[0x02, 0x03][..]));
@@ -608,7 +622,10 @@ mod tests {
             els,
             vec![
                 ExtensionElement { id: 32, data: &[] },
-                ExtensionElement { id: 33, data: &[7, 8, 9] },
+                ExtensionElement {
+                    id: 33,
+                    data: &[7, 8, 9]
+                },
             ]
         );
         assert_eq!(p.payload(), &[0x55, 0x56]);
@@ -683,7 +700,10 @@ mod tests {
         let csrcs = [Ssrc(1), Ssrc(2)];
         let ext = [
             ExtensionElement { id: 1, data: &[1] },
-            ExtensionElement { id: 5, data: &[1, 2, 3] },
+            ExtensionElement {
+                id: 5,
+                data: &[1, 2, 3],
+            },
         ];
         let mut out = Vec::new();
         RtpWriter::new(111, 9, 960, Ssrc(42))
@@ -709,8 +729,14 @@ mod tests {
     fn writer_round_trips() {
         let csrcs = [Ssrc(0xabcd)];
         let ext = [
-            ExtensionElement { id: 1, data: &[0x80] },
-            ExtensionElement { id: 3, data: &[1, 2, 3] },
+            ExtensionElement {
+                id: 1,
+                data: &[0x80],
+            },
+            ExtensionElement {
+                id: 3,
+                data: &[1, 2, 3],
+            },
         ];
         let mut out = vec![0xee]; // appended after existing content
         let n = RtpWriter::new(96, 65535, u32::MAX, Ssrc(1))
@@ -731,7 +757,10 @@ mod tests {
         assert_eq!(p.padding_len(), 2);
 
         // Id 20 forces the two-byte form.
-        let ext = [ExtensionElement { id: 20, data: &[0; 17] }];
+        let ext = [ExtensionElement {
+            id: 20,
+            data: &[0; 17],
+        }];
         out.clear();
         RtpWriter::new(0, 1, 2, Ssrc(3))
             .extensions(&ext)
@@ -760,7 +789,9 @@ mod tests {
         assert!(v.is_empty());
         let many = [Ssrc(0); 16];
         assert_eq!(
-            RtpWriter::new(0, 0, 0, Ssrc(0)).csrcs(&many).write(&[], &mut v),
+            RtpWriter::new(0, 0, 0, Ssrc(0))
+                .csrcs(&many)
+                .write(&[], &mut v),
             Err(RtpError::TooManyCsrcs(16))
         );
         let bad = [ExtensionElement { id: 0, data: &[1] }];

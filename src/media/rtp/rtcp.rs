@@ -644,8 +644,8 @@ impl RtcpPacket {
                     let cstart = out.len();
                     out.extend_from_slice(&chunk.ssrc.0.to_be_bytes());
                     for item in &chunk.items {
-                        let len = u8::try_from(item.value.len())
-                            .map_err(|_| RtcpError::TextTooLong)?;
+                        let len =
+                            u8::try_from(item.value.len()).map_err(|_| RtcpError::TextTooLong)?;
                         out.extend_from_slice(&[item.kind, len]);
                         out.extend_from_slice(item.value.as_bytes());
                     }
@@ -846,7 +846,11 @@ mod tests {
                 ssrcs: vec![Ssrc(3)],
                 reason: None,
             }),
-            RtcpPacket::Nack(Nack::from_lost(Ssrc(1), Ssrc(9), &[100, 101, 116, 117, 300])),
+            RtcpPacket::Nack(Nack::from_lost(
+                Ssrc(1),
+                Ssrc(9),
+                &[100, 101, 116, 117, 300],
+            )),
             RtcpPacket::Pli(Pli {
                 sender_ssrc: Ssrc(1),
                 media_ssrc: Ssrc(9),
@@ -982,7 +986,9 @@ mod tests {
 
     #[test]
     fn unknown_types_are_skipped() {
-        let v = [0x80, 0xcc, 0x00, 0x01, 1, 2, 3, 4, 0x80, 0xc9, 0x00, 0x01, 0, 0, 0, 5];
+        let v = [
+            0x80, 0xcc, 0x00, 0x01, 1, 2, 3, 4, 0x80, 0xc9, 0x00, 0x01, 0, 0, 0, 5,
+        ];
         let p = parse_compound(&v).unwrap();
         assert_eq!(p[0], RtcpPacket::Unknown { pt: 204, fmt: 0 });
         assert!(matches!(p[1], RtcpPacket::ReceiverReport(_)));

@@ -355,7 +355,9 @@ mod tests {
             ..Default::default()
         };
         s.handle_sender_report(t0, &sr);
-        let b = s.report_block(t0 + Duration::from_secs(2), Ssrc(1)).unwrap();
+        let b = s
+            .report_block(t0 + Duration::from_secs(2), Ssrc(1))
+            .unwrap();
         assert_eq!(b.last_sr, 0x2345_6789);
         assert_eq!(b.delay_since_last_sr, 2 << 16);
     }
@@ -374,7 +376,10 @@ mod tests {
         let interval = Duration::from_secs(5);
         let mut s = RtcpScheduler::new(t0, interval, 42);
         let first = s.poll_timeout() - t0;
-        assert!(first >= interval / 4 && first < interval * 3 / 4, "{first:?}");
+        assert!(
+            first >= interval / 4 && first < interval * 3 / 4,
+            "{first:?}"
+        );
         assert!(!s.handle_timeout(t0));
         let mut now = s.poll_timeout();
         let mut gaps = Vec::new();
@@ -384,9 +389,14 @@ mod tests {
             gaps.push(next - now);
             now = next;
         }
-        assert!(gaps.iter().all(|g| *g >= interval / 2 && *g < interval * 3 / 2));
+        assert!(gaps
+            .iter()
+            .all(|g| *g >= interval / 2 && *g < interval * 3 / 2));
         let min = gaps.iter().min().unwrap();
         let max = gaps.iter().max().unwrap();
-        assert!(*max - *min > Duration::from_secs(3), "not randomised: {min:?}..{max:?}");
+        assert!(
+            *max - *min > Duration::from_secs(3),
+            "not randomised: {min:?}..{max:?}"
+        );
     }
 }
