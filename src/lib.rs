@@ -9,7 +9,8 @@
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
 //! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
 //! - [`logging`]: tracing set-up;
-//! - [`media`]: the media plane of a call leg (codecs, mixer, DTMF tones), sans-IO.
+//! - [`media`]: the media plane of a call leg (codecs, mixer, RTP/RTCP, jitter buffer, DTMF),
+//!   sans-IO;
 //!
 //! Protocol cores never read the clock nor touch sockets: they take `now` as an argument and
 //! return what to send, like str0m and quinn-proto. Only the shells (`rooms::service`, `http`,

@@ -1,22 +1,29 @@
-//! Media plane of a call leg: audio codecs, the per-leg mixer and DTMF tones (sans-IO, no tokio).
+//! The media plane of a call leg, sans-IO (no clock reads, no sockets, no tokio): functions take
+//! bytes, frames and `now`, and return bytes, frames, events and the next instant they want.
 //!
-//! Everything here works on 20 ms frames of mono `i16` PCM and on RTP payload bytes; nothing reads
-//! the clock or touches a socket. The call's media session (later `media::session`) feeds frames in
-//! and takes frames out at the pace its shell decides.
+//! Everything works on 20 ms frames of mono `i16` PCM and on RTP payload bytes.
 //!
 //! - [`codec`]: G.711 (µ-law, A-law), G.722 and Opus behind one [`codec::Encoder`] /
 //!   [`codec::Decoder`] pair (enum dispatch, no allocation per frame), with packet loss
-//!   concealment. Opus runs at the SIP side's rate (8 or 16 kHz), so the G.711 and G.722 paths need
-//!   no resampler.
+//!   concealment. Opus runs at the SIP side's rate (8 or 16 kHz), so the G.711 and G.722 paths
+//!   need no resampler.
 //! - [`mixer`]: sums N inputs into one frame, with mix-minus and per-input jitter slack.
 //! - [`dtmf_tone`]: in-band dual-tone generator for DTMF digits.
+//! - [`rtp`]: RTP/RTCP wire formats and receive statistics.
+//! - [`jitter`]: the adaptive audio jitter buffer.
+//! - [`dtmf`]: RFC 4733 telephone events and SIP INFO DTMF bodies.
+//! - [`session`]: the per-stream RTP session (latching, timeouts, RTCP).
 //!
-//! Policy on input: payloads come from the network and are untrusted. Decoders return a
-//! [`codec::CodecError`] on garbage and never panic; a panic in this module is a bug.
+//! Policy on input: payloads come from the network and are untrusted. Parsers and decoders
+//! return errors on garbage and never panic; a panic in this module is a bug.
 
 pub mod codec;
+pub mod dtmf;
 pub mod dtmf_tone;
+pub mod jitter;
 pub mod mixer;
+pub mod rtp;
+pub mod session;
 
 #[cfg(test)]
 pub(crate) mod test_signal;
