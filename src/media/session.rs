@@ -355,11 +355,11 @@ impl RtpSession {
                     self.handle_report_blocks(now, &sr.reports);
                 }
                 RtcpPacket::ReceiverReport(rr) => self.handle_report_blocks(now, &rr.reports),
-                RtcpPacket::Bye(bye) => {
-                    if self.remote_ssrc.is_some_and(|s| bye.ssrcs.contains(&s)) {
-                        self.events
-                            .push_back(SessionEvent::Bye { reason: bye.reason });
-                    }
+                RtcpPacket::Bye(bye)
+                    if self.remote_ssrc.is_some_and(|s| bye.ssrcs.contains(&s)) =>
+                {
+                    self.events
+                        .push_back(SessionEvent::Bye { reason: bye.reason });
                 }
                 _ => {}
             }
