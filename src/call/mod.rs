@@ -2,11 +2,11 @@
 //! media bridge, run as one task so media never crosses a channel. The protocol front (SIP)
 //! drives it with [`ToCall`] commands and hears back through [`FromCall`] events.
 
+pub mod media;
 pub mod record;
-mod rtp_in;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use livekit_protocol as proto;
 use str0m::media::{Frequency, MediaKind, MediaTime};
@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 use crate::livekit::connection::RoomLink;
 use crate::livekit::ClientEvent;
 use crate::sip::sdp::Negotiated;
+use crate::media::codec::Codec;
+use crate::media::session::SessionEvent;
+use media::{CallMedia, ToRoom};
 use record::CallRecord;
 
 /// Identifies a call inside the process.
@@ -70,8 +73,11 @@ impl HangupCause {
 pub enum ToCall {
     /// End the call (the front already told the device, or will).
     Stop(HangupCause),
-    /// The media description changed (re-INVITE: hold, resume, codec change).
+    /// The media description changed (re-INVITE: hold, resume, codec change), or arrived (the
+    /// ACK of a delayed offer).
     Media(Box<Negotiated>),
+    /// A digit from SIP INFO (RFC 2976 with `application/dtmf-relay` or `application/dtmf`).
+    Dtmf(char),
 }
 
 /// Events to the protocol front.
@@ -156,7 +162,6 @@ async fn bridge(
             return HangupCause::RoomUnavailable;
         }
     };
-    let mut neg = s.negotiated.clone();
     // Join, publish the caller's audio, then let the front answer.
     let setup_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut published = false;
@@ -200,31 +205,75 @@ async fn bridge(
     info!(call = s.id.0, room = %s.room, "call answered");
 
     let started = tokio::time::Instant::now();
-    let mut rtp = rtp_in::RtpIn::new(neg.as_ref());
+    let mut media: Option<CallMedia> = None;
+    let start_media = |n: &Negotiated, rec: &mut CallRecord| -> Option<CallMedia> {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        match CallMedia::new(Instant::now(), wall, n, s.media_timeout) {
+            Ok(m) => {
+                rec.codec = n.codec.name.clone();
+                Some(m)
+            }
+            Err(e) => {
+                warn!(call = s.id.0, "media not started: {e}");
+                None
+            }
+        }
+    };
+    if let Some(n) = s.negotiated.as_ref() {
+        media = start_media(n, rec);
+        if media.is_none() {
+            link.leave();
+            return HangupCause::NoMedia;
+        }
+    }
     let mut buf = vec![0u8; 2048];
-    let mut last_rtp = tokio::time::Instant::now();
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
+        let wake = media
+            .as_ref()
+            .map(|m| m.poll_timeout())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             r = s.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
-                let Some(pkt) = rtp.accept(from, &buf[..n]) else {
-                    rec.rtp_rejected += 1;
-                    continue;
-                };
-                rec.rtp_in += 1;
-                last_rtp = tokio::time::Instant::now();
-                let Some(n) = neg.as_ref() else { continue };
-                let mime = n.codec.name.to_ascii_uppercase();
-                if matches!(mime.as_str(), "PCMU" | "PCMA") && pkt.pt == n.pt {
-                    let time = MediaTime::new(pkt.timestamp, Frequency::EIGHT_KHZ);
-                    if link.client().write(CALLER_TRACK, &mime, Instant::now(), time, pkt.payload.to_vec()).is_ok() {
-                        rec.frames_to_room += 1;
+                let Some(m) = media.as_mut() else { continue };
+                let before = m.session().counters().rtp_received;
+                for ev in m.handle_datagram(Instant::now(), from, &buf[..n]) {
+                    match ev {
+                        ToRoom::Frame { mime, time, clock, payload } => {
+                            let freq = Frequency::new(clock).unwrap_or(Frequency::EIGHT_KHZ);
+                            if link.client().write(CALLER_TRACK, mime, Instant::now(), MediaTime::new(time, freq), payload).is_ok() {
+                                rec.frames_to_room += 1;
+                            }
+                        }
+                        ToRoom::Digit(d) => {
+                            rec.digits_from_device += 1;
+                            send_dtmf(&mut link, d);
+                        }
                     }
-                    link.flush();
+                }
+                link.flush();
+                let after = m.session().counters().rtp_received;
+                if after > before {
+                    rec.rtp_in += 1;
+                } else {
+                    rec.rtp_rejected += 1;
                 }
             }
             ev = link.next_event() => match ev {
+                Ok(ClientEvent::Media { track_sid, data }) => {
+                    if let (Some(m), Some(codec)) = (media.as_mut(), room_codec(data.params.spec().codec)) {
+                        m.handle_room_frame(&track_sid, codec, &data.data);
+                    }
+                }
+                Ok(ClientEvent::Data(pkt)) => {
+                    if let Some(proto::data_packet::Value::SipDtmf(d)) = pkt.value {
+                        if let (Some(m), Some(c)) = (media.as_mut(), d.digit.chars().next()) {
+                            rec.digits_to_device += 1;
+                            m.send_digit(Instant::now(), c);
+                        }
+                    }
+                }
                 Ok(ClientEvent::Left(_)) | Err(_) => {
                     return HangupCause::RoomClosed;
                 }
@@ -235,21 +284,39 @@ async fn bridge(
                     link.leave();
                     return c;
                 }
-                Some(ToCall::Media(n)) => {
-                    rtp.renegotiated(&n);
-                    rec.codec = n.codec.name.clone();
-                    neg = Some(*n);
+                Some(ToCall::Media(n)) => match media.as_mut() {
+                    Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
+                    None => {
+                        media = start_media(&n, rec);
+                        if media.is_none() {
+                            link.leave();
+                            return HangupCause::NoMedia;
+                        }
+                    }
+                },
+                Some(ToCall::Dtmf(d)) => {
+                    rec.digits_from_device += 1;
+                    send_dtmf(&mut link, d);
                 }
                 None => {
                     link.leave();
                     return HangupCause::Shutdown;
                 }
             },
-            _ = check.tick() => {
-                if last_rtp.elapsed() > s.media_timeout {
-                    link.leave();
-                    return HangupCause::MediaTimeout;
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                let Some(m) = media.as_mut() else { continue };
+                for (dest, pkt) in m.handle_timeout(Instant::now()) {
+                    let _ = s.rtp.try_send_to(&pkt, dest);
                 }
+                rec.frames_to_device = m.frames_to_device;
+                while let Some(ev) = m.poll_event() {
+                    if ev == SessionEvent::MediaTimeout {
+                        link.leave();
+                        return HangupCause::MediaTimeout;
+                    }
+                }
+            }
+            _ = check.tick() => {
                 if started.elapsed() > s.max_duration {
                     link.leave();
                     return HangupCause::MaxDuration;
@@ -257,4 +324,31 @@ async fn bridge(
             }
         }
     }
+}
+
+/// The media codec of a room track's payload.
+fn room_codec(c: str0m::format::Codec) -> Option<Codec> {
+    match c {
+        str0m::format::Codec::Opus => Some(Codec::Opus),
+        str0m::format::Codec::PCMU => Some(Codec::Pcmu),
+        str0m::format::Codec::PCMA => Some(Codec::Pcma),
+        str0m::format::Codec::G722 => Some(Codec::G722),
+        _ => None,
+    }
+}
+
+/// A digit pressed on the device, to the room as LiveKit's `SipDTMF` data packet.
+fn send_dtmf(link: &mut RoomLink, digit: char) {
+    let code = crate::media::dtmf::digit_to_event(digit).unwrap_or(0) as u32;
+    let pkt = proto::DataPacket {
+        value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf {
+            code,
+            digit: digit.to_string(),
+        })),
+        ..Default::default()
+    };
+    if let Err(e) = link.client().send_data(pkt, true) {
+        debug!("DTMF not sent to the room: {e}");
+    }
+    link.flush();
 }

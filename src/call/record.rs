@@ -31,6 +31,12 @@ pub struct CallRecord {
     pub rtp_rejected: u64,
     /// Frames published to the room.
     pub frames_to_room: u64,
+    /// Frames sent to the device.
+    pub frames_to_device: u64,
+    /// DTMF digits from the device (RFC 4733 or INFO) sent to the room.
+    pub digits_from_device: u64,
+    /// DTMF digits from the room played to the device.
+    pub digits_to_device: u64,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -58,6 +64,9 @@ impl CallRecord {
             rtp_in: 0,
             rtp_rejected: 0,
             frames_to_room: 0,
+            frames_to_device: 0,
+            digits_from_device: 0,
+            digits_to_device: 0,
         }
     }
 

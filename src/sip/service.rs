@@ -508,8 +508,23 @@ impl SipFront {
                 refresh_timer(c, &msg, &mut r, self.cfg.session_expires);
                 self.ep.respond(&key, r);
             }
+            "INFO" if !msg.body.is_empty() => {
+                // DTMF over SIP INFO (application/dtmf-relay, application/dtmf).
+                let ct = msg.header("Content-Type").unwrap_or_default().to_string();
+                let body = String::from_utf8_lossy(&msg.body).into_owned();
+                let status = match crate::media::dtmf::parse_info(&ct, &body) {
+                    Ok(d) => {
+                        let _ = c.to_call.send(ToCall::Dtmf(d.digit));
+                        200
+                    }
+                    Err(_) => 415,
+                };
+                let reason = if status == 200 { "OK" } else { "Unsupported Media Type" };
+                let r = c.dialog.response(&msg, status, reason, None);
+                self.ep.respond(&key, r);
+            }
             _ => {
-                // INFO (DTMF relay comes with the media engine), OPTIONS and others: accepted.
+                // OPTIONS, empty INFO and others inside the dialog: accepted.
                 let r = c.dialog.response(&msg, 200, "OK", None);
                 self.ep.respond(&key, r);
             }
