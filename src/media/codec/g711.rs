@@ -68,9 +68,10 @@ const ULAW_CLIP: i32 = 0x1FFF;
 #[inline]
 pub const fn ulaw_encode(sample: i16) -> u8 {
     let x = sample as i32;
-    // One's complement for negatives, then 16 -> 14 bits, then the bias.
-    let magnitude = if x < 0 { !x } else { x };
-    let mut biased = (magnitude >> 2) + ULAW_BIAS;
+    // Branch-free (speech signs are unpredictable): `sign` is 0 or -1, and `x ^ sign` is the
+    // one's complement for negatives. Then 16 -> 14 bits, the bias, the clip.
+    let sign = x >> 31;
+    let mut biased = ((x ^ sign) >> 2) + ULAW_BIAS;
     if biased > ULAW_CLIP {
         biased = ULAW_CLIP;
     }
@@ -78,12 +79,7 @@ pub const fn ulaw_encode(sample: i16) -> u8 {
     let segment = 1 + (32 - ((biased >> 6) as u32).leading_zeros());
     let high = 8 - segment as i32;
     let low = 0x0F - ((biased >> segment) & 0x0F);
-    let code = (high << 4) | low;
-    if x >= 0 {
-        (code | 0x80) as u8
-    } else {
-        code as u8
-    }
+    ((high << 4) | low | (!sign & 0x80)) as u8
 }
 
 /// Decodes one µ-law code (G.191 STL `ulaw_expand`).
@@ -104,19 +100,16 @@ pub const fn ulaw_decode(code: u8) -> i16 {
 #[inline]
 pub const fn alaw_encode(sample: i16) -> u8 {
     let x = sample as i32;
-    // One's complement for negatives, then 16 -> 12-bit magnitude (13 bits with the sign).
-    let magnitude = (if x < 0 { !x } else { x }) >> 4;
-    let code = if magnitude > 15 {
-        // Segment search: the segment is the bit length minus 4 (so 1..=7), the mantissa the
-        // four bits below the leading one.
-        let bits = 32 - (magnitude as u32).leading_zeros();
-        let segment = bits as i32 - 4;
-        (segment << 4) | ((magnitude >> (segment - 1)) & 0x0F)
-    } else {
-        magnitude
-    };
-    let signed = if x >= 0 { code | 0x80 } else { code };
-    (signed ^ 0x55) as u8
+    // One's complement for negatives (branch-free, as for µ-law), then 16 -> 12-bit magnitude.
+    let sign = x >> 31;
+    let magnitude = (x ^ sign) >> 4;
+    // Segment search: the segment is the bit length minus 4 (0 for magnitudes below 16, which
+    // code as they are), the mantissa the four bits below the leading one.
+    let bits = 32 - (magnitude as u32).leading_zeros();
+    let segment = bits.saturating_sub(4);
+    let mantissa = (magnitude >> segment.saturating_sub(1)) & 0x0F;
+    let code = ((segment as i32) << 4) | mantissa | (!sign & 0x80);
+    (code ^ 0x55) as u8
 }
 
 /// Decodes one A-law code (G.191 STL `alaw_expand`).
