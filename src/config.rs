@@ -81,7 +81,7 @@ impl Default for SipConfig {
             allow_private_address: None,
             rtp_port_min: 10000,
             rtp_port_max: 20000,
-            codecs: vec!["PCMU".into(), "PCMA".into()],
+            codecs: vec!["opus".into(), "G722".into(), "PCMA".into(), "PCMU".into()],
             session_expires: Duration::from_secs(1800),
             max_call_duration: Duration::from_secs(4 * 3600),
             media_timeout: Duration::from_secs(30),

@@ -182,7 +182,10 @@ impl CallMedia {
         let pkt = rx.packet;
         let pt = pkt.pt();
         if Some(pt) == self.dtmf_pt {
-            if let Ok(Some(d)) = self.dtmf_rx.handle_packet(now, pkt.timestamp(), pkt.payload()) {
+            if let Ok(Some(d)) = self
+                .dtmf_rx
+                .handle_packet(now, pkt.timestamp(), pkt.payload())
+            {
                 out.push(ToRoom::Digit(d.digit));
             }
             return out;
@@ -237,7 +240,8 @@ impl CallMedia {
             match codec.decoder(rate) {
                 Ok(d) => {
                     self.next_input += 1;
-                    self.decoders.insert(track.to_string(), (self.next_input, d));
+                    self.decoders
+                        .insert(track.to_string(), (self.next_input, d));
                     let _ = self.mixer.add_input(self.next_input);
                 }
                 Err(_) => {
@@ -246,7 +250,9 @@ impl CallMedia {
                 }
             }
         }
-        let Some((input, dec)) = self.decoders.get_mut(track) else { return };
+        let Some((input, dec)) = self.decoders.get_mut(track) else {
+            return;
+        };
         match dec.decode(payload, &mut self.scratch) {
             Ok(n) => {
                 let frame = rate as usize / 50;
@@ -299,7 +305,10 @@ impl CallMedia {
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         self.session.handle_timeout(now);
-        let dest = self.session.latched().unwrap_or(self.session.remote_rtp_addr());
+        let dest = self
+            .session
+            .latched()
+            .unwrap_or(self.session.remote_rtp_addr());
         // DTMF events replace audio while they play (RFC 4733 §2.5.1.5 lets audio continue,
         // but devices decode events more reliably without overlapping voice).
         let dtmf_active = !self.dtmf_out.is_empty();
@@ -310,7 +319,10 @@ impl CallMedia {
             self.dtmf_out.pop_front();
             if let Some(pt) = self.dtmf_pt {
                 let inc = if first { self.samples_per_frame() } else { 0 };
-                out.push((dest, self.session.next_packet(now, pt, inc, marker, &payload)));
+                out.push((
+                    dest,
+                    self.session.next_packet(now, pt, inc, marker, &payload),
+                ));
             }
         }
         let mut guard = 0;
@@ -324,7 +336,9 @@ impl CallMedia {
             let frame = self.mixer.output(None).to_vec();
             if let Ok(len) = self.downlink_enc.encode(&frame, &mut self.out) {
                 let inc = self.samples_per_frame();
-                let pkt = self.session.next_packet(now, self.pt, inc, false, &self.out[..len]);
+                let pkt = self
+                    .session
+                    .next_packet(now, self.pt, inc, false, &self.out[..len]);
                 out.push((dest, pkt));
                 self.frames_to_device += 1;
             }

@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::livekit::connection::RoomLink;
 use crate::livekit::ClientEvent;
-use crate::sip::sdp::Negotiated;
 use crate::media::codec::Codec;
 use crate::media::session::SessionEvent;
+use crate::sip::sdp::Negotiated;
 use media::{CallMedia, ToRoom};
 use record::CallRecord;
 
@@ -207,7 +207,9 @@ async fn bridge(
     let started = tokio::time::Instant::now();
     let mut media: Option<CallMedia> = None;
     let start_media = |n: &Negotiated, rec: &mut CallRecord| -> Option<CallMedia> {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         match CallMedia::new(Instant::now(), wall, n, s.media_timeout) {
             Ok(m) => {
                 rec.codec = n.codec.name.clone();

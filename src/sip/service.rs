@@ -519,7 +519,11 @@ impl SipFront {
                     }
                     Err(_) => 415,
                 };
-                let reason = if status == 200 { "OK" } else { "Unsupported Media Type" };
+                let reason = if status == 200 {
+                    "OK"
+                } else {
+                    "Unsupported Media Type"
+                };
                 let r = c.dialog.response(&msg, status, reason, None);
                 self.ep.respond(&key, r);
             }

@@ -57,12 +57,19 @@ pub fn answer(
         .direction_of(media)
         .reversed()
         .intersect(local.direction());
-    let dtmf_pt = policy
+    // telephone-event at the codec's rate (RFC 4733 §2.1); failing that, at 8 kHz, which many
+    // devices offer beside Opus (baresip, older PBXs) and decode fine.
+    let dtmf = policy
         .telephone_event
-        .then(|| media.telephone_event(offered.clock_rate))
+        .then(|| {
+            media
+                .telephone_event(offered.clock_rate)
+                .map(|pt| (pt, offered.clock_rate))
+                .or_else(|| media.telephone_event(8000).map(|pt| (pt, 8000)))
+        })
         .flatten();
+    let dtmf_pt = dtmf.map(|(pt, _)| pt);
     let rtcp_mux = policy.rtcp_mux && media.rtcp_mux;
-    let clock_rate = offered.clock_rate;
     let negotiated = negotiated(
         index,
         pt,
@@ -84,7 +91,7 @@ pub fn answer(
                 port: local.rtp_port(),
                 proto: &m.proto_text,
                 codecs: vec![(pt, ours.clone())],
-                dtmf_pts: dtmf_pt.map(|pt| (pt, clock_rate)).into_iter().collect(),
+                dtmf_pts: dtmf.into_iter().collect(),
                 ptime: policy.ptime,
                 direction,
                 rtcp_mux,

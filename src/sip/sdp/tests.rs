@@ -361,15 +361,20 @@ fn opus_answer_follows_rfc_7587() {
         a=fmtp:111 stereo=1; sprop-stereo=1; maxplaybackrate=24000; sprop-maxcapturerate=16000\n\
         a=rtpmap:101 telephone-event/8000\n";
     let (text, n) = answer_checked(offer, &MediaPolicy::default(), &local());
-    assert!(text.contains("m=audio 30000 RTP/AVP 111\r\n"), "{text}");
+    // telephone-event/8000 beside Opus is accepted: devices offer it so, and decode it.
+    assert!(text.contains("m=audio 30000 RTP/AVP 111 101\r\n"), "{text}");
+    assert!(
+        text.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+        "{text}"
+    );
     assert!(text.contains("a=rtpmap:111 opus/48000/2\r\n"), "{text}");
     assert!(
         text.contains("a=fmtp:111 useinbandfec=1; minptime=10\r\n"),
         "{text}"
     );
     assert_eq!(n.clock_rate, 48000);
-    // telephone-event/8000 does not go with a 48 kHz codec (RFC 4733 §2.1).
-    assert_eq!(n.dtmf_pt, None);
+    // RFC 4733 §2.1 wants the codec's rate; 8 kHz events are accepted as the fallback.
+    assert_eq!(n.dtmf_pt, Some(101));
     let opus = n.opus.unwrap_or_default();
     assert_eq!(opus.stereo, Some(true));
     assert_eq!(opus.sprop_stereo, Some(true));
