@@ -342,3 +342,113 @@ def test_sip_over_tcp_framing(server: Server):
         s.settimeout(2)
         assert s.recv(100) == b"", "connection closed after an unframeable message"
     assert sip_exchange(server, options(server, secrets.token_hex(4))) == [200]
+
+
+class Uac:
+    """A minimal SIP UAC over UDP for signalling-only checks (no media)."""
+
+    def __init__(self, server: Server, room: str):
+        self.server, self.room = server, room
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((CLIENT_IP, 0))
+        self.port = self.sock.getsockname()[1]
+        self.call_id = f"uac-{secrets.token_hex(6)}"
+        self.tag = secrets.token_hex(4)
+        self.to_tag = ""
+        self.cseq = 0
+        self.host = server.sip_addr[0]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def sdp(self, direction: str) -> str:
+        return (
+            f"v=0\r\no=- 1 {self.cseq} IN IP4 {CLIENT_IP}\r\ns=-\r\nc=IN IP4 {CLIENT_IP}\r\nt=0 0\r\n"
+            f"m=audio {self.port + 2} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"a=rtpmap:101 telephone-event/8000\r\na={direction}\r\n"
+        )
+
+    def request(self, method: str, body: str = "", cseq: int | None = None, branch: str | None = None) -> tuple[str, int]:
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        branch = branch or f"z9hG4bK{secrets.token_hex(6)}"
+        to = f"<sip:{self.room}@{self.host}>" + (f";tag={self.to_tag}" if self.to_tag else "")
+        ctype = "Content-Type: application/sdp\r\n" if body else ""
+        msg = (
+            f"{method} sip:{self.room}@{self.host} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {CLIENT_IP}:{self.port};branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\nTo: {to}\r\nFrom: <sip:+332@{CLIENT_IP}>;tag={self.tag}\r\n"
+            f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method.split()[0]}\r\n"
+            f"Contact: <sip:+332@{CLIENT_IP}:{self.port}>\r\n{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
+        )
+        self.sock.sendto(msg.encode(), self.server.sip_addr)
+        return branch, cseq
+
+    def responses(self, until_final: bool = True, timeout: float = 10.0) -> list[tuple[int, str]]:
+        out = []
+        self.sock.settimeout(0.2)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            text = data.decode(errors="replace")
+            if not text.startswith("SIP/2.0 "):
+                continue
+            code = int(text[8:11])
+            out.append((code, text))
+            for line in text.split("\r\n"):
+                if line.lower().startswith("to:") and ";tag=" in line:
+                    self.to_tag = line.split(";tag=")[1].split(";")[0].strip()
+            if until_final and code >= 200:
+                break
+        return out
+
+
+def sdp_direction(text: str) -> str:
+    for d in ("sendrecv", "sendonly", "recvonly", "inactive"):
+        if f"a={d}" in text:
+            return d
+    return "sendrecv"
+
+
+def test_hold_and_resume_reinvites_get_the_right_directions(server: Server):
+    """Hold (sendonly) is answered recvonly, inactive with inactive, resume with sendrecv; the
+    call survives and ends with our BYE answered 200."""
+    uac = Uac(server, f"hold-{secrets.token_hex(3)}")
+    try:
+        uac.request("INVITE", uac.sdp("sendrecv"))
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+        uac.request("ACK", cseq=uac.cseq)
+        for offered, want in [("sendonly", "recvonly"), ("inactive", "inactive"), ("sendrecv", "sendrecv")]:
+            uac.request("INVITE", uac.sdp(offered))
+            rs = uac.responses()
+            assert rs and rs[-1][0] == 200, (offered, [c for c, _ in rs])
+            got = sdp_direction(rs[-1][1])
+            assert got == want, f"offer {offered}: answered {got}, want {want}"
+            uac.request("ACK", cseq=uac.cseq)
+        uac.request("BYE")
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+    finally:
+        uac.close()
+
+
+def test_cancel_before_answer(server: Server):
+    """CANCEL right after the INVITE: 200 for the CANCEL, 487 for the INVITE."""
+    uac = Uac(server, f"cancel-{secrets.token_hex(3)}")
+    try:
+        branch, cseq = uac.request("INVITE", uac.sdp("sendrecv"))
+        # At once: the room join that precedes our 200 takes a few tens of milliseconds.
+        uac.request("CANCEL", cseq=cseq, branch=branch)
+        rs = uac.responses(until_final=False, timeout=3)
+        codes = [c for c, _ in rs]
+        cancel_ok = any(c == 200 and "CANCEL" in t for c, t in rs)
+        invite_487 = any(c == 487 and "INVITE" in t for c, t in rs)
+        assert cancel_ok and invite_487, codes
+        assert not any(c == 200 and "INVITE" in t.split("CSeq:")[1][:20] for c, t in rs), codes
+    finally:
+        uac.close()
