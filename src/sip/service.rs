@@ -301,12 +301,7 @@ impl SipFront {
         let Ok(rtp_local) = rtp.local_addr() else {
             return;
         };
-        let local = if self.cfg.private_allowed() {
-            LocalMedia::new_private_allowed(self.advertised, rtp_local.port())
-        } else {
-            LocalMedia::new(self.advertised, rtp_local.port())
-        };
-        let local = match local {
+        let local = match local_media(&self.cfg, self.advertised, rtp_local.port()) {
             Ok(l) => l,
             Err(e) => {
                 error!("cannot advertise {}: {e}", self.advertised);
@@ -464,13 +459,7 @@ impl SipFront {
                         .and_then(|r| r.split(' ').next())
                         .and_then(|p| p.parse().ok())
                 });
-                let local = port.and_then(|p| {
-                    if self.cfg.private_allowed() {
-                        LocalMedia::new_private_allowed(self.advertised, p).ok()
-                    } else {
-                        LocalMedia::new(self.advertised, p).ok()
-                    }
-                });
+                let local = port.and_then(|p| local_media(&self.cfg, self.advertised, p).ok());
                 let result = SessionDescription::parse(&msg.body)
                     .ok()
                     .zip(local)
@@ -777,6 +766,15 @@ impl SipFront {
             self.cfg.rtp_port_min, self.cfg.rtp_port_max
         );
         None
+    }
+}
+
+/// Our media address for SDP, refusing private ones unless the configuration allows them.
+fn local_media(cfg: &SipConfig, ip: IpAddr, port: u16) -> Result<LocalMedia, sdp::AddressError> {
+    if cfg.private_allowed() {
+        LocalMedia::new_private_allowed(ip, port)
+    } else {
+        LocalMedia::new(ip, port)
     }
 }
 
