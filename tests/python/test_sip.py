@@ -452,3 +452,84 @@ def test_cancel_before_answer(server: Server):
         assert not any(c == 200 and "INVITE" in t.split("CSeq:")[1][:20] for c, t in rs), codes
     finally:
         uac.close()
+
+
+def test_rtp_from_a_stranger_is_refused_and_counted(server: Server):
+    """The caller's RTP latches the media path; a stranger sending loud noise to the same port
+    afterwards is dropped and counted; the room still hears only the caller's 440 Hz."""
+    import audioop
+
+    room = f"latch-{secrets.token_hex(3)}"
+
+    async def main():
+        uac = Uac(server, room)
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind((CLIENT_IP, uac.port + 2))
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind((CLIENT_IP, 0))
+        try:
+            async with Rooms(server) as rooms:
+                listener = await rooms.connect(room, "listener")
+                got: list = []
+                listener.on("track_subscribed", lambda t, pub, p: got.append(t))
+                uac.request("INVITE", uac.sdp("sendrecv"))
+                rs = await asyncio.to_thread(uac.responses)
+                assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+                body = rs[-1][1].split("\r\n\r\n", 1)[1]
+                port = int(next(l for l in body.split("\r\n") if l.startswith("m=audio")).split()[1])
+                uac.request("ACK", cseq=uac.cseq)
+                dest = (server.sip_addr[0], port)
+                t = np.arange(160 * 200) / 8000
+                tone = audioop.lin2ulaw((np.sin(2 * np.pi * 440 * t) * 12000).astype(np.int16).tobytes(), 2)
+                noise = audioop.lin2ulaw((np.random.default_rng(1).normal(0, 12000, 160 * 200)).clip(-32000, 32000).astype(np.int16).tobytes(), 2)
+
+                def pkt(seq: int, payload: bytes, ssrc: int) -> bytes:
+                    return bytes([0x80, 0]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload
+
+                chunks: list[np.ndarray] = []
+
+                async def send():
+                    for i in range(200):
+                        rtp.sendto(pkt(i, tone[i * 160 : (i + 1) * 160], 0x1111), dest)
+                        if i >= 10:  # after latching, a stranger joins in with noise
+                            stranger.sendto(pkt(i, noise[i * 160 : (i + 1) * 160], 0x2222), dest)
+                        await asyncio.sleep(0.02)
+
+                sender = asyncio.create_task(send())
+                deadline = time.monotonic() + 10
+                while not got and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert got, "the caller's track did not reach the room"
+                stream = rtc.AudioStream(got[0], sample_rate=48000, num_channels=1)
+
+                async def pull():
+                    async for ev in stream:
+                        x = np.frombuffer(ev.frame.data, dtype=np.int16)
+                        if not chunks and np.abs(x).mean() < 200:
+                            continue
+                        chunks.append(x.copy())
+                        if len(chunks) >= 150:
+                            return
+
+                await asyncio.wait_for(pull(), 10)
+                await sender
+                x = np.concatenate(chunks).astype(np.float64)
+                sp = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+                fr = np.fft.rfftfreq(len(x), 1 / 48000)
+                peak = sp[np.abs(fr - 440) < 10].sum()
+                # Noise would spread energy over the whole band: the tone must dominate.
+                assert peak / sp.sum() > 0.5, f"the room heard more than the tone ({peak / sp.sum():.2f})"
+                uac.request("BYE")
+                rs = await asyncio.to_thread(uac.responses)
+                assert rs and rs[-1][0] == 200
+        finally:
+            uac.close()
+            rtp.close()
+            stranger.close()
+        deadline = time.monotonic() + 5
+        while not records_for(server, room) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        recs = records_for(server, room)
+        assert recs and recs[0]["rtp_rejected"] >= 150, recs
+
+    run(main())
