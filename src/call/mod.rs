@@ -311,6 +311,10 @@ async fn bridge(
                     let _ = s.rtp.try_send_to(&pkt, dest);
                 }
                 rec.frames_to_device = m.frames_to_device;
+                let st = m.session().receiver_stats();
+                rec.rtp_lost = st.cumulative_lost();
+                rec.jitter_ms = st.jitter_duration().as_secs_f64() * 1000.0;
+                rec.rtt_ms = m.session().rtt().map(|d| d.as_secs_f64() * 1000.0);
                 while let Some(ev) = m.poll_event() {
                     if ev == SessionEvent::MediaTimeout {
                         link.leave();

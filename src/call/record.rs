@@ -37,6 +37,12 @@ pub struct CallRecord {
     pub digits_from_device: u64,
     /// DTMF digits from the room played to the device.
     pub digits_to_device: u64,
+    /// RTP packets the device's stream lost (RFC 3550 cumulative lost).
+    pub rtp_lost: i64,
+    /// Interarrival jitter of the device's stream, in milliseconds (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Round-trip time to the device from its RTCP reports, in milliseconds.
+    pub rtt_ms: Option<f64>,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -67,6 +73,9 @@ impl CallRecord {
             frames_to_device: 0,
             digits_from_device: 0,
             digits_to_device: 0,
+            rtp_lost: 0,
+            jitter_ms: 0.0,
+            rtt_ms: None,
         }
     }
 

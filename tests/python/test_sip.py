@@ -121,6 +121,7 @@ def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server, scenario: str)
         r = records[0]
         assert r["end_cause"] == "caller-bye" and r["codec"].upper() == "PCMU", r
         assert r["rtp_in"] > 200 and r["frames_to_room"] > 200, r
+        assert r["rtp_lost"] == 0 and 0 <= r["jitter_ms"] < 50, r
 
     run(main())
 
