@@ -600,3 +600,34 @@ def test_speech_from_sipp_arrives_faithfully(server: Server):
             assert ncc >= 0.9, f"normalised cross-correlation {ncc:.3f} (lag {lag} samples)"
 
     run(main())
+
+
+def test_shutdown_ends_calls_with_bye(server: Server):
+    """SIGTERM with a call up (on a second gateway instance): the caller gets a BYE with a Reason,
+    the gateway exits 0, and the call record says why."""
+    from conftest import ARTIFACTS, launch, stop
+
+    srv = launch(http_port=7894, udp_port=7896, log_path=ARTIFACTS / "jonction-pytest-sip-shutdown.log")
+    uac = Uac(srv, f"down-{secrets.token_hex(3)}")
+    try:
+        uac.request("INVITE", uac.sdp("sendrecv"))
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+        uac.request("ACK", cseq=uac.cseq)
+        exited, status = stop(srv)
+        assert exited and status == 0, status
+        uac.sock.settimeout(0.5)
+        bye = b""
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not bye.startswith(b"BYE "):
+            try:
+                bye, _ = uac.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+        assert bye.startswith(b"BYE "), bye[:80]
+        assert b"Reason: SIP;cause=503" in bye, bye.decode(errors="replace")
+    finally:
+        uac.close()
+        stop(srv)
+    recs = [json.loads(l) for l in srv.call_records.read_text().splitlines() if l.strip()]
+    assert recs and recs[-1]["end_cause"] == "shutdown", recs
