@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::media::codec::{AudioDecoder, AudioEncoder, Codec, Decoder, Encoder};
 use crate::media::dtmf::{digit_packets, DtmfReceiver};
+use crate::media::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::media::mixer::Mixer;
 use crate::media::rtp::stats::NtpClock;
 use crate::media::rtp::Ssrc;
@@ -50,10 +51,13 @@ pub fn device_codec(n: &Negotiated) -> Option<Codec> {
 enum Uplink {
     /// Published as received.
     Passthrough(&'static str),
-    /// G.722 → Opus (decoder at 16 kHz, encoder at 16 kHz).
+    /// G.722 → Opus (decoder at 16 kHz, encoder at 16 kHz), played out of a jitter buffer
+    /// (reordering, loss concealment) before decoding.
     Transcode {
         dec: Box<Decoder>,
         enc: Box<Encoder>,
+        jb: Box<JitterBuffer>,
+        next_pop: Instant,
         pcm: Vec<i16>,
         time: u64,
     },
@@ -135,6 +139,8 @@ impl CallMedia {
             Codec::G722 => Uplink::Transcode {
                 dec: Box::new(Codec::G722.decoder(16_000)?),
                 enc: Box::new(Codec::Opus.encoder(16_000)?),
+                jb: Box::new(JitterBuffer::new(JitterConfig::new(n.clock_rate))),
+                next_pop: now + FRAME,
                 pcm: Vec::with_capacity(960),
                 time: 0,
             },
@@ -200,33 +206,55 @@ impl CallMedia {
                 clock: self.codec.rtp_clock_rate(),
                 payload: pkt.payload().to_vec(),
             }),
-            Uplink::Transcode {
-                dec,
-                enc,
-                pcm,
-                time,
-            } => {
-                let mut buf = [0i16; 960];
-                if let Ok(n) = dec.decode(pkt.payload(), &mut buf) {
-                    pcm.extend_from_slice(&buf[..n]);
-                }
-                // Opus takes 20 ms frames: 320 samples at 16 kHz.
-                while pcm.len() >= 320 {
-                    let mut bytes = [0u8; 400];
-                    let frame: Vec<i16> = pcm.drain(..320).collect();
-                    if let Ok(len) = enc.encode(&frame, &mut bytes) {
-                        *time += 960;
-                        out.push(ToRoom::Frame {
-                            mime: "opus",
-                            time: *time,
-                            clock: 48_000,
-                            payload: bytes[..len].to_vec(),
-                        });
-                    }
-                }
+            Uplink::Transcode { jb, .. } => {
+                jb.push(now, pkt.ssrc(), rx.seq, pkt.timestamp(), pkt.payload());
             }
         }
         out
+    }
+
+    /// Plays the transcoded uplink out of its jitter buffer: decode (or conceal), then Opus.
+    fn uplink_playout(&mut self, now: Instant, out: &mut Vec<ToRoom>) {
+        let Uplink::Transcode {
+            dec,
+            enc,
+            jb,
+            next_pop,
+            pcm,
+            time,
+        } = &mut self.uplink
+        else {
+            return;
+        };
+        let mut guard = 0;
+        while now >= *next_pop && guard < 10 {
+            guard += 1;
+            *next_pop += jb.frame_duration().max(Duration::from_millis(10));
+            let mut buf = [0i16; 960];
+            let n = match jb.pop(now) {
+                Playout::Frame(f) => dec.decode(&f.payload, &mut buf).unwrap_or(0),
+                Playout::Missing => dec.conceal(&mut buf[..320]).unwrap_or(0),
+                Playout::Empty => 0,
+            };
+            pcm.extend_from_slice(&buf[..n]);
+        }
+        if now >= *next_pop {
+            *next_pop = now + FRAME;
+        }
+        // Opus takes 20 ms frames: 320 samples at 16 kHz.
+        while pcm.len() >= 320 {
+            let mut bytes = [0u8; 400];
+            let frame: Vec<i16> = pcm.drain(..320).collect();
+            if let Ok(len) = enc.encode(&frame, &mut bytes) {
+                *time += 960;
+                out.push(ToRoom::Frame {
+                    mime: "opus",
+                    time: *time,
+                    clock: 48_000,
+                    payload: bytes[..len].to_vec(),
+                });
+            }
+        }
     }
 
     /// A frame of a subscribed room track (`codec` from its payload parameters).
@@ -295,15 +323,21 @@ impl CallMedia {
     /// When the bridge next needs [`CallMedia::handle_timeout`].
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_tick.min(self.session.poll_timeout());
+        if let Uplink::Transcode { next_pop, .. } = &self.uplink {
+            t = t.min(*next_pop);
+        }
         if let Some((at, ..)) = self.dtmf_out.front() {
             t = t.min(*at);
         }
         t
     }
 
-    /// Time passed: returns the datagrams to send to the device.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+    /// Time passed: returns the datagrams to send to the device, and what to publish to the
+    /// room (the transcoded uplink's frames).
+    pub fn handle_timeout(&mut self, now: Instant) -> (Vec<(SocketAddr, Vec<u8>)>, Vec<ToRoom>) {
         let mut out = Vec::new();
+        let mut to_room = Vec::new();
+        self.uplink_playout(now, &mut to_room);
         self.session.handle_timeout(now);
         let dest = self
             .session
@@ -350,7 +384,7 @@ impl CallMedia {
         while let Some(t) = self.session.poll_transmit() {
             out.push((t.destination, t.payload));
         }
-        out
+        (out, to_room)
     }
 
     /// The media description changed (re-INVITE): new address, maybe hold.
@@ -367,5 +401,103 @@ impl CallMedia {
 
     fn samples_per_frame(&self) -> u32 {
         self.codec.rtp_clock_rate() / 50
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::sdp::{answer, LocalMedia, MediaPolicy, SessionDescription};
+
+    fn negotiated(codec: &str, pt: u8, rate: u32) -> Negotiated {
+        let offer = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP {pt} 101\r\na=rtpmap:{pt} {codec}/{rate}\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n"
+        );
+        let offer = SessionDescription::parse(offer.as_bytes()).expect("offer");
+        let policy = MediaPolicy::from_names(&["opus", "G722", "PCMA", "PCMU"]).expect("policy");
+        let local = LocalMedia::new("203.0.113.5".parse().expect("ip"), 30000).expect("local");
+        answer(&offer, &policy, &local).expect("answer").negotiated
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x80, pt];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ts.to_be_bytes());
+        v.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn g711_goes_to_the_room_unchanged_and_strangers_do_not() {
+        let t0 = Instant::now();
+        let n = negotiated("PCMU", 0, 8000);
+        let mut m =
+            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let out = m.handle_datagram(t0, from, &rtp(0, 1, 160, &[0x55; 160]));
+        assert_eq!(
+            out,
+            vec![ToRoom::Frame {
+                mime: "PCMU",
+                time: 160,
+                clock: 8000,
+                payload: vec![0x55; 160]
+            }]
+        );
+        let stranger: SocketAddr = "198.51.100.1:40000".parse().expect("addr");
+        assert!(m
+            .handle_datagram(t0, stranger, &rtp(0, 2, 320, &[0x11; 160]))
+            .is_empty());
+        assert!(m.handle_datagram(t0, from, b"garbage").is_empty());
+    }
+
+    #[test]
+    fn g722_is_played_out_of_the_jitter_buffer_as_opus() {
+        let t0 = Instant::now();
+        let n = negotiated("G722", 9, 8000);
+        let mut m =
+            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let mut enc = Codec::G722.encoder(16_000).expect("encoder");
+        let mut frames = Vec::new();
+        for i in 0..10u16 {
+            let pcm: Vec<i16> = (0..320)
+                .map(|k| ((k as f32 + 320.0 * i as f32) * 0.2).sin() as i16 * 8000)
+                .collect();
+            let mut b = [0u8; 200];
+            let len = enc.encode(&pcm, &mut b).expect("encode");
+            frames.push(rtp(9, i + 1, 160 * (u32::from(i) + 1), &b[..len]));
+        }
+        // Out of order: 2 before 1.
+        frames.swap(0, 1);
+        let mut room = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let now = t0 + FRAME * i as u32;
+            assert!(
+                m.handle_datagram(now, from, f).is_empty(),
+                "transcoded frames wait for playout"
+            );
+            room.extend(m.handle_timeout(now).1);
+        }
+        for i in 10..20u32 {
+            room.extend(m.handle_timeout(t0 + FRAME * i).1);
+        }
+        let opus: Vec<_> = room
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f,
+                    ToRoom::Frame {
+                        mime: "opus",
+                        clock: 48_000,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert!(opus.len() >= 8, "{} Opus frames", opus.len());
     }
 }

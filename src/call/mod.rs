@@ -240,21 +240,8 @@ async fn bridge(
                 let Ok((n, from)) = r else { continue };
                 let Some(m) = media.as_mut() else { continue };
                 let before = m.session().counters().rtp_received;
-                for ev in m.handle_datagram(Instant::now(), from, &buf[..n]) {
-                    match ev {
-                        ToRoom::Frame { mime, time, clock, payload } => {
-                            let freq = Frequency::new(clock).unwrap_or(Frequency::EIGHT_KHZ);
-                            if link.client().write(CALLER_TRACK, mime, Instant::now(), MediaTime::new(time, freq), payload).is_ok() {
-                                rec.frames_to_room += 1;
-                            }
-                        }
-                        ToRoom::Digit(d) => {
-                            rec.digits_from_device += 1;
-                            send_dtmf(&mut link, d);
-                        }
-                    }
-                }
-                link.flush();
+                let evs = m.handle_datagram(Instant::now(), from, &buf[..n]);
+                to_room(&mut link, evs, rec);
                 let after = m.session().counters().rtp_received;
                 if after > before {
                     rec.rtp_in += 1;
@@ -307,8 +294,12 @@ async fn bridge(
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let Some(m) = media.as_mut() else { continue };
-                for (dest, pkt) in m.handle_timeout(Instant::now()) {
+                let (datagrams, evs) = m.handle_timeout(Instant::now());
+                for (dest, pkt) in datagrams {
                     let _ = s.rtp.try_send_to(&pkt, dest);
+                }
+                if !evs.is_empty() {
+                    to_room(&mut link, evs, rec);
                 }
                 rec.frames_to_device = m.frames_to_device;
                 let st = m.session().receiver_stats();
@@ -330,6 +321,35 @@ async fn bridge(
             }
         }
     }
+}
+
+/// Publishes the device's frames and digits to the room.
+fn to_room(link: &mut RoomLink, evs: Vec<ToRoom>, rec: &mut CallRecord) {
+    for ev in evs {
+        match ev {
+            ToRoom::Frame {
+                mime,
+                time,
+                clock,
+                payload,
+            } => {
+                let freq = Frequency::new(clock).unwrap_or(Frequency::EIGHT_KHZ);
+                let t = MediaTime::new(time, freq);
+                if link
+                    .client()
+                    .write(CALLER_TRACK, mime, Instant::now(), t, payload)
+                    .is_ok()
+                {
+                    rec.frames_to_room += 1;
+                }
+            }
+            ToRoom::Digit(d) => {
+                rec.digits_from_device += 1;
+                send_dtmf(link, d);
+            }
+        }
+    }
+    link.flush();
 }
 
 /// The media codec of a room track's payload.
