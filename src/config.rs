@@ -351,6 +351,7 @@ impl Config {
                 .separator(ENV_SEPARATOR)
                 .list_separator(",")
                 .with_list_parse_key("rooms.bind_ips")
+                .with_list_parse_key("sip.codecs")
                 .try_parsing(true)
                 .source(Some(env_map.clone())),
         );

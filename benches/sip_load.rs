@@ -1,0 +1,299 @@
+//! Whole-process SIP capacity run: N concurrent sipp calls (PCMU, a tone) into N rooms that each
+//! hold one LiveKit participant publishing Opus. Every call publishes the caller's G.711 unchanged
+//! and mixes the room's Opus for the caller (decode + PCMU encode every 20 ms). Reports the
+//! gateway's CPU per call and the frames each call delivered both ways, next to the codec floor
+//! measured in the same run (Opus decode + PCMU encode of one 20 ms frame).
+//!
+//!     cargo bench --bench sip_load -- [--calls N] [--seconds S]
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jonction::livekit::connection::RoomLink;
+use jonction::livekit::ClientEvent;
+use jonction::media::codec::{AudioDecoder, AudioEncoder, Codec};
+use jonction::token::{Keys, TokenRequest};
+use livekit_protocol as proto;
+use str0m::media::{Frequency, MediaKind, MediaTime};
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn arg(name: &str, default: u64) -> u64 {
+    let v: Vec<String> = std::env::args().collect();
+    v.iter()
+        .position(|a| a == name)
+        .and_then(|i| v.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t: f64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    t / 100.0
+}
+
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A µ-law WAV of a 440 Hz tone, encoded with jonction's own G.711.
+fn ulaw_wav(path: &std::path::Path, seconds: u32) {
+    let n = 8000 * seconds as usize;
+    let pcm: Vec<i16> = (0..n)
+        .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 8000.0).sin() * 12000.0) as i16)
+        .collect();
+    let mut enc = Codec::Pcmu.encoder(8000).expect("pcmu");
+    let mut data = vec![0u8; n];
+    for (c, o) in pcm.chunks(160).zip(data.chunks_mut(160)) {
+        let _ = enc.encode(c, o);
+    }
+    let mut f = std::fs::File::create(path).expect("wav");
+    let mut h = Vec::new();
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(50 + n as u32).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&18u32.to_le_bytes());
+    h.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&8000u32.to_le_bytes());
+    h.extend_from_slice(&8000u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&8u16.to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes());
+    h.extend_from_slice(b"fact");
+    h.extend_from_slice(&4u32.to_le_bytes());
+    h.extend_from_slice(&(n as u32).to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&(n as u32).to_le_bytes());
+    f.write_all(&h).expect("header");
+    f.write_all(&data).expect("data");
+}
+
+/// The codec floor: Opus decode (a browser's 48 kHz packet, to 8 kHz) + PCMU encode, per frame.
+fn codec_floor() -> Duration {
+    let mut enc = Codec::Opus.encoder(48_000).expect("opus");
+    let pcm: Vec<i16> = (0..960)
+        .map(|i| ((i as f32 * 0.057).sin() * 9000.0) as i16)
+        .collect();
+    let mut pkt = [0u8; 400];
+    let len = enc.encode(&pcm, &mut pkt).expect("encode");
+    let mut dec = Codec::Opus.decoder(8000).expect("decoder");
+    let mut ulaw = Codec::Pcmu.encoder(8000).expect("pcmu");
+    let mut out = [0i16; 960];
+    let mut bytes = [0u8; 400];
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let k = dec.decode(&pkt[..len], &mut out).unwrap_or(0);
+        let _ = ulaw.encode(&out[..k.min(160)], &mut bytes);
+    }
+    t.elapsed() / n
+}
+
+fn main() {
+    let calls = arg("--calls", 20) as usize;
+    let seconds = arg("--seconds", 20);
+    let dir = std::env::temp_dir().join(format!("jonction-sipload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let records = dir.join("calls.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_jonction"))
+        .arg("run")
+        .env("JONCTION_HTTP__LISTEN", http.to_string())
+        .env("JONCTION_ROOMS__UDP_PORT", "0")
+        .env("JONCTION_ROOMS__BIND_IPS", "127.0.0.1")
+        .env("JONCTION_SIP__LISTEN", sip.to_string())
+        .env("JONCTION_SIP__CALL_RECORDS", &records)
+        .env("JONCTION_SIP__CODECS", "PCMU")
+        .env("JONCTION_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start jonction");
+    let pid = child.id();
+    let _guard = Guard(child);
+    std::thread::sleep(Duration::from_millis(800));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys = Keys::new("devkey", "secret");
+    let url = format!("ws://{http}");
+    // One Opus publisher per room.
+    let mut enc = Codec::Opus.encoder(48_000).expect("opus");
+    let packets: Vec<Vec<u8>> = (0..50)
+        .map(|f| {
+            let pcm: Vec<i16> = (0..960)
+                .map(|i| (((f * 960 + i) as f32 * 0.0576).sin() * 9000.0) as i16)
+                .collect();
+            let mut b = [0u8; 400];
+            let n = enc.encode(&pcm, &mut b).expect("encode");
+            b[..n].to_vec()
+        })
+        .collect();
+    let packets = Arc::new(packets);
+    for r in 0..calls {
+        let (url, keys, stop, packets) = (url.clone(), keys.clone(), stop.clone(), packets.clone());
+        rt.spawn(async move {
+            let t = keys
+                .mint(&TokenRequest::new(
+                    format!("load{r}"),
+                    format!("speaker{r}"),
+                ))
+                .expect("token");
+            let Ok(mut link) = RoomLink::connect_with(&url, &t, LO, false).await else {
+                eprintln!("publisher {r} failed to connect");
+                return;
+            };
+            link.client().publish(
+                "mic",
+                "mic",
+                MediaKind::Audio,
+                proto::TrackSource::Microphone,
+            );
+            link.flush();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let (mut n, mut published) = (0u64, false);
+            while !stop.load(Ordering::Relaxed) {
+                tokio::select! {
+                    _ = tick.tick() => if published {
+                        n += 1;
+                        let time = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
+                        let p = packets[(n % 50) as usize].clone();
+                        let _ = link.client().write("mic", "opus", Instant::now(), time, p);
+                        link.flush();
+                    },
+                    ev = link.next_event() => match ev {
+                        Ok(ClientEvent::Published { .. }) => published = true,
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                }
+            }
+            link.leave();
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    // sipp: N calls at once, one per room, each streaming the tone for `seconds`.
+    let wav = dir.join("tone.wav");
+    ulaw_wav(&wav, seconds as u32 + 5);
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sip/scenarios/uac_pcmu_stream.xml"
+    ))
+    .expect("scenario")
+    .replace("@WAV@", &wav.to_string_lossy())
+    .replace("[service]", "[field0]");
+    std::fs::write(dir.join("uac.xml"), scenario).expect("scenario");
+    let mut csv = String::from("SEQUENTIAL\n");
+    for r in 0..calls {
+        csv.push_str(&format!("load{r};\n"));
+    }
+    std::fs::write(dir.join("rooms.csv"), csv).expect("csv");
+    let t_calls = Instant::now();
+    let mut sipp = Command::new("sipp")
+        .arg(sip.to_string())
+        .args([
+            "-sf",
+            "uac.xml",
+            "-inf",
+            "rooms.csv",
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+        ])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-l",
+            &calls.to_string(),
+            "-r",
+            "50",
+        ])
+        .args(["-d", &(seconds * 1000).to_string(), "-nostdin", "-timeout"])
+        .arg(format!("{}s", seconds + 60))
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (Debian sip-tester) must be installed");
+    // Measure the steady state: all calls up, until shortly before they end.
+    let ramp = Duration::from_millis(calls as u64 * 20 + 2000);
+    std::thread::sleep(ramp);
+    let cpu0 = cpu_seconds(pid);
+    let m0 = Instant::now();
+    let window = Duration::from_secs(seconds).saturating_sub(ramp + Duration::from_secs(2));
+    std::thread::sleep(window.max(Duration::from_secs(2)));
+    let cpu = cpu_seconds(pid) - cpu0;
+    let wall = m0.elapsed().as_secs_f64();
+    let status = sipp.wait().expect("sipp");
+    let total = t_calls.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let text = std::fs::read_to_string(&records).unwrap_or_default();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>() as f64;
+    let dur_s: f64 = rows
+        .iter()
+        .map(|r| {
+            (r["end_ms"].as_u64().unwrap_or(0) as f64 - r["start_ms"].as_u64().unwrap_or(0) as f64)
+                / 1000.0
+        })
+        .sum();
+    let expected = dur_s * 50.0;
+    let floor = codec_floor();
+    let per_call_us_per_s = cpu * 1e6 / wall / calls as f64;
+    let floor_us_per_s = floor.as_secs_f64() * 1e6 * 50.0;
+    println!(
+        "sip_load: {calls} calls of {seconds} s, sipp exit {:?}, {:.1} s in all",
+        status.code(),
+        total.as_secs_f64()
+    );
+    println!("call records: {} of {calls}", rows.len());
+    println!(
+        "gateway CPU: {:.1} % of one core for {calls} calls = {:.2} % per call ({:.0} µs per call-second)",
+        cpu / wall * 100.0,
+        cpu / wall * 100.0 / calls as f64,
+        per_call_us_per_s
+    );
+    println!(
+        "codec floor (Opus decode + PCMU encode, 20 ms): {:.1} µs = {:.0} µs per call-second; ratio {:.2}x",
+        floor.as_secs_f64() * 1e6,
+        floor_us_per_s,
+        per_call_us_per_s / floor_us_per_s
+    );
+    println!(
+        "device → room: {:.2} % of expected frames; room → device: {:.2} % of expected frames",
+        sum("frames_to_room") * 100.0 / expected.max(1.0),
+        sum("frames_to_device") * 100.0 / expected.max(1.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
