@@ -22,6 +22,7 @@ from livekit import rtc
 
 from conftest import Server
 from test_rooms import Rooms, SinePublisher, run
+from test_sip import dominant_hz
 
 BARESIP = shutil.which("baresip")
 CLIENT_IP = "10.200.0.2"
@@ -126,11 +127,6 @@ def key(port: int, digits: str) -> None:
             time.sleep(0.25)
 
 
-def dominant(x: np.ndarray, rate: int) -> float:
-    sp = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
-    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(sp))])
-
-
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     with wave.open(str(path), "rb") as w:
         rate, ch = w.getframerate(), w.getnchannels()
@@ -198,7 +194,7 @@ def test_baresip_call_audio_and_dtmf_both_ways(server: Server, codec, rate, chan
                                 return
 
                     await asyncio.wait_for(pull(), 10)
-                    heard = dominant(np.concatenate(chunks), 48000)
+                    heard = dominant_hz(np.concatenate(chunks), 48000)
                     assert abs(heard - tone) <= 5, f"room heard {heard:.1f} Hz, baresip sent {tone} Hz"
 
                     # DTMF: baresip → room, then room → baresip.
@@ -234,7 +230,7 @@ def test_baresip_call_audio_and_dtmf_both_ways(server: Server, codec, rate, chan
             loud = x[np.abs(x) > 0]
             assert len(loud) > r, f"baresip's recording is silent ({len(loud)} non-zero samples)"
             # The last 2 s hold the room's 440 Hz tone (DTMF events are not in the decoded audio).
-            f = dominant(x[-2 * r :], r)
+            f = dominant_hz(x[-2 * r :], r)
             assert abs(f - 440) <= 8, f"baresip heard {f:.1f} Hz, the room sent 440 Hz"
 
     run(main())
