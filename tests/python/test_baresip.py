@@ -21,7 +21,7 @@ import pytest
 from livekit import rtc
 
 from conftest import Server
-from test_rooms import Rooms, SinePublisher, run
+from test_rooms import Rooms, SinePublisher, collect_audio, run
 from test_sip import dominant_hz
 
 BARESIP = shutil.which("baresip")
@@ -181,20 +181,7 @@ def test_baresip_call_audio_and_dtmf_both_ways(server: Server, codec, rate, chan
                     while not got and time.monotonic() < deadline:
                         await asyncio.sleep(0.1)
                     assert got, "baresip's track did not reach the room"
-                    stream = rtc.AudioStream(got[0], sample_rate=48000, num_channels=1)
-                    chunks: list[np.ndarray] = []
-
-                    async def pull():
-                        async for ev in stream:
-                            x = np.frombuffer(ev.frame.data, dtype=np.int16)
-                            if not chunks and np.abs(x).mean() < 200:
-                                continue
-                            chunks.append(x.copy())
-                            if len(chunks) >= 100:
-                                return
-
-                    await asyncio.wait_for(pull(), 10)
-                    heard = dominant_hz(np.concatenate(chunks), 48000)
+                    heard = dominant_hz(await collect_audio(got[0], seconds=1.0, timeout=10), 48000)
                     assert abs(heard - tone) <= 5, f"room heard {heard:.1f} Hz, baresip sent {tone} Hz"
 
                     # DTMF: baresip → room, then room → baresip.

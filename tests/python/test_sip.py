@@ -18,7 +18,7 @@ import pytest
 from livekit import rtc
 
 from conftest import REPO, Server
-from test_rooms import Rooms, run
+from test_rooms import Rooms, collect_audio, dominant_frequency, run
 
 SIPP = shutil.which("sipp")
 SCENARIOS = REPO / "tests" / "sip" / "scenarios"
@@ -56,8 +56,8 @@ def sipp_call(
 
 
 def dominant_hz(x: np.ndarray, rate: int) -> float:
-    sp = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
-    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(sp))])
+    """The strongest frequency of a recording."""
+    return dominant_frequency(x, rate)[0]
 
 
 @pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
@@ -88,20 +88,8 @@ def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server, scenario: str)
                     attrs = dict(participant.attributes)
                     assert attrs.get("sip.phoneNumber") == "+33100000001", attrs
                     assert attrs.get("sip.callID"), attrs
-                    stream = rtc.AudioStream(track, sample_rate=48000, num_channels=1)
-                    chunks: list[np.ndarray] = []
-
-                    async def pull():
-                        async for ev in stream:
-                            x = np.frombuffer(ev.frame.data, dtype=np.int16)
-                            if not chunks and np.abs(x).mean() < 200:
-                                continue
-                            chunks.append(x.copy())
-                            if len(chunks) >= 150:  # 1.5 s
-                                return
-
-                    await asyncio.wait_for(pull(), 10)
-                    f = dominant_hz(np.concatenate(chunks), 48000)
+                    heard = await collect_audio(track, seconds=1.5, timeout=10)
+                    f = dominant_hz(heard, 48000)
                     assert abs(f - 440) <= 5, f"dominant frequency {f:.1f} Hz"
                 finally:
                     rc = await asyncio.to_thread(sipp.wait, 40)
@@ -487,8 +475,6 @@ def test_rtp_from_a_stranger_is_refused_and_counted(server: Server):
                 def pkt(seq: int, payload: bytes, ssrc: int) -> bytes:
                     return bytes([0x80, 0]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload
 
-                chunks: list[np.ndarray] = []
-
                 async def send():
                     for i in range(200):
                         rtp.sendto(pkt(i, tone[i * 160 : (i + 1) * 160], 0x1111), dest)
@@ -501,20 +487,9 @@ def test_rtp_from_a_stranger_is_refused_and_counted(server: Server):
                 while not got and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
                 assert got, "the caller's track did not reach the room"
-                stream = rtc.AudioStream(got[0], sample_rate=48000, num_channels=1)
-
-                async def pull():
-                    async for ev in stream:
-                        x = np.frombuffer(ev.frame.data, dtype=np.int16)
-                        if not chunks and np.abs(x).mean() < 200:
-                            continue
-                        chunks.append(x.copy())
-                        if len(chunks) >= 150:
-                            return
-
-                await asyncio.wait_for(pull(), 10)
+                heard = await collect_audio(got[0], seconds=1.5, timeout=10)
                 await sender
-                x = np.concatenate(chunks).astype(np.float64)
+                x = heard.astype(np.float64)
                 sp = np.abs(np.fft.rfft(x * np.hanning(len(x))))
                 fr = np.fft.rfftfreq(len(x), 1 / 48000)
                 peak = sp[np.abs(fr - 440) < 10].sum()
