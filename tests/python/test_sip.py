@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from conftest import REPO, Server
+from conftest import ARTIFACTS, REPO, Server
 from test_rooms import Rooms, collect_audio, dominant_frequency, run
 
 SIPP = shutil.which("sipp")
@@ -511,10 +511,42 @@ def test_rtp_from_a_stranger_is_refused_and_counted(server: Server):
     run(main())
 
 
+def speech_window_scores(ref: np.ndarray, rx: np.ndarray, rate: int) -> list[float]:
+    """Normalised cross-correlation of each voiced 50 ms window of `ref` with the best-matching
+    stretch of `rx`. The whole signal is aligned first; each window then searches ±100 ms around
+    that alignment, because the receiving client's jitter buffer (NetEQ) stretches or shrinks
+    time while it adapts (seen: steps of about 9 ms in the first second), which says nothing
+    about the gateway's transcoding."""
+    n = 1 << int(np.ceil(np.log2(len(rx) + len(ref))))
+    full = np.fft.irfft(np.fft.rfft(rx, n) * np.conj(np.fft.rfft(ref, n)), n)
+    lag = int(np.argmax(full))
+    if lag > n // 2:
+        lag -= n  # rx starts after ref: a negative shift
+    win, search = rate // 20, rate // 10
+    energies = [float(np.dot(ref[i:i + win], ref[i:i + win])) for i in range(0, len(ref) - win, win)]
+    floor = 0.05 * max(energies)
+    scores: list[float] = []
+    for k, e in enumerate(energies):
+        if e < floor:
+            continue
+        i = k * win
+        r = ref[i:i + win]
+        lo, hi = max(0, i + lag - search), min(len(rx) - win, i + lag + search)
+        best = 0.0
+        for j in range(lo, hi + 1):
+            seg = rx[j:j + win]
+            best = max(best, float(np.dot(seg, r) / (np.linalg.norm(seg) * np.linalg.norm(r) + 1e-9)))
+        scores.append(best)
+    assert scores, "no voiced window in the reference"
+    return scores
+
+
 @pytest.mark.skipif(SIPP is None or shutil.which("espeak-ng") is None, reason="sipp or espeak-ng missing")
 def test_speech_from_sipp_arrives_faithfully(server: Server):
-    """A spoken sentence (espeak-ng, µ-law) played by sipp reaches the room client with a
-    normalised cross-correlation of at least 0.9 against what was sent."""
+    """A spoken sentence (espeak-ng, µ-law) played by sipp reaches the room client faithfully:
+    its voiced 50 ms windows match what was sent with a normalised cross-correlation of at
+    least 0.9 (90 % of them; median at least 0.97). Seen: every window above 0.93, median 0.999;
+    white noise scores 0.16 and the same audio shuffled in 50 ms blocks 0.40."""
     room = f"speech-{secrets.token_hex(3)}"
 
     async def main():
@@ -567,12 +599,16 @@ def test_speech_from_sipp_arrives_faithfully(server: Server):
             spec = np.fft.rfft(rx48)
             n8 = len(rx48) // 6
             rx = np.fft.irfft(spec[: n8 // 2 + 1], n8) / 6
-            corr = np.fft.irfft(np.fft.rfft(rx, 2 * len(rx)) * np.conj(np.fft.rfft(np.pad(ref, (0, len(rx) - len(ref))) if len(rx) > len(ref) else ref[: len(rx)], 2 * len(rx))))
-            lag = int(np.argmax(corr))
-            aligned = np.roll(rx, -lag)[: len(ref)]
-            r = ref[: len(aligned)]
-            ncc = float(np.dot(aligned, r) / (np.linalg.norm(aligned) * np.linalg.norm(r) + 1e-9))
-            assert ncc >= 0.9, f"normalised cross-correlation {ncc:.3f} (lag {lag} samples)"
+            scores = speech_window_scores(ref, rx, 8000)
+            good = sum(1 for s in scores if s >= 0.9) / len(scores)
+            median = float(np.median(scores))
+            if good < 0.9 or median < 0.97:
+                out = ARTIFACTS / f"speech-{room}.npz"
+                np.savez(out, ref=ref, rx=rx)
+                raise AssertionError(
+                    f"{len(scores)} voiced 50 ms windows: median NCC {median:.3f}, "
+                    f"{good:.0%} at least 0.9 (signals saved to {out}); scores {np.round(scores, 2).tolist()}"
+                )
 
     run(main())
 
