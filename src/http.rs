@@ -49,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/dev/token", get(dev_token))
+        .route(
+            "/twirp/livekit.RoomService/{method}",
+            axum::routing::post(crate::twirp::room_service),
+        )
         .route("/", get(index))
         .route("/room/{name}", get(index))
         .nest_service("/static", statics)

@@ -32,6 +32,7 @@ pub mod media;
 pub mod rooms;
 pub mod sip;
 pub mod token;
+pub mod twirp;
 
 /// The version string (`jonction version`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -85,6 +85,19 @@ pub struct JoinGrant {
     pub hidden: bool,
 }
 
+/// The verified administrative rights of a server API token.
+#[derive(Debug, Clone, Default)]
+pub struct AdminGrant {
+    /// May list rooms (`roomList`).
+    pub room_list: bool,
+    /// May create and delete rooms (`roomCreate`).
+    pub room_create: bool,
+    /// May administer the participants of `room` (`roomAdmin`).
+    pub room_admin: bool,
+    /// The room `roomAdmin` applies to.
+    pub room: String,
+}
+
 /// Mints and verifies tokens with one API key pair.
 #[derive(Clone)]
 pub struct Keys {
@@ -168,6 +181,22 @@ impl Keys {
             can_subscribe: none_set || v.can_subscribe.unwrap_or(false),
             can_publish_data: none_set || v.can_publish_data.unwrap_or(false),
             hidden: v.hidden,
+        })
+    }
+}
+
+impl Keys {
+    /// Verifies a server API token (signature, issuer, expiry) and reads its admin grants.
+    pub fn verify_admin(&self, jwt: &str) -> Result<AdminGrant, TokenError> {
+        let claims = TokenVerifier::with_api_key(&self.key, &self.secret)
+            .verify(jwt)
+            .map_err(|e| TokenError::Invalid(reason(&e)))?;
+        let v = &claims.video;
+        Ok(AdminGrant {
+            room_list: v.room_list,
+            room_create: v.room_create,
+            room_admin: v.room_admin,
+            room: v.room.clone(),
         })
     }
 }

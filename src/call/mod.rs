@@ -34,8 +34,10 @@ pub enum HangupCause {
     Cancelled,
     /// The room could not be joined.
     RoomUnavailable,
-    /// The participant was removed or the room closed.
+    /// The room was closed (deleted, or the room server went away).
     RoomClosed,
+    /// The gateway's participant was removed from the room (by a moderator or the API).
+    Removed,
     /// No RTP from the caller.
     MediaTimeout,
     /// The call reached its maximum duration.
@@ -58,6 +60,7 @@ impl HangupCause {
             Self::Cancelled => "cancelled",
             Self::RoomUnavailable => "room-unavailable",
             Self::RoomClosed => "room-closed",
+            Self::Removed => "removed",
             Self::MediaTimeout => "media-timeout",
             Self::MaxDuration => "max-duration",
             Self::NoAck => "no-ack",
@@ -263,7 +266,16 @@ async fn bridge(
                         }
                     }
                 }
-                Ok(ClientEvent::Left(_)) | Err(_) => {
+                Ok(ClientEvent::Left(l)) => {
+                    info!(call = s.id.0, reason = ?l.reason(), "the room ended our participation");
+                    return if l.reason() == proto::DisconnectReason::ParticipantRemoved {
+                        HangupCause::Removed
+                    } else {
+                        HangupCause::RoomClosed
+                    };
+                }
+                Err(e) => {
+                    warn!(call = s.id.0, "room signalling lost: {e}");
                     return HangupCause::RoomClosed;
                 }
                 Ok(_) => {}

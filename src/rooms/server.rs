@@ -1444,6 +1444,79 @@ impl RoomServer {
         }
     }
 
+    // === administration (the RoomService API) ===
+
+    /// The open rooms, all of them or those named.
+    pub fn list_rooms(&self, names: &[String]) -> Vec<proto::Room> {
+        let mut rooms: Vec<proto::Room> = self
+            .rooms
+            .keys()
+            .filter(|n| names.is_empty() || names.contains(n))
+            .map(|n| self.room_info(n))
+            .collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// The participants of a room (hidden ones included, as LiveKit does); `None` if no such room.
+    pub fn list_participants(&self, room: &str) -> Option<Vec<proto::ParticipantInfo>> {
+        let r = self.rooms.get(room)?;
+        Some(
+            r.members
+                .iter()
+                .filter_map(|c| self.parts.get(c))
+                .map(Participant::info)
+                .collect(),
+        )
+    }
+
+    /// Removes a participant by identity: it is told (PARTICIPANT_REMOVED) and disconnected.
+    /// False when there is no such participant.
+    pub fn remove_participant(&mut self, now: Instant, room: &str, identity: &str) -> bool {
+        self.now = self.now.max(now);
+        let found = self.members(room).into_iter().find(|c| {
+            self.parts
+                .get(c)
+                .is_some_and(|p| p.grant.identity == identity)
+        });
+        let Some(conn) = found else {
+            return false;
+        };
+        self.leave_with(conn, proto::DisconnectReason::ParticipantRemoved);
+        self.remove(conn, "removed by the API");
+        self.run_dirty();
+        true
+    }
+
+    /// Closes a room: every participant is told (ROOM_DELETED) and disconnected. False when
+    /// there is no such room.
+    pub fn delete_room(&mut self, now: Instant, room: &str) -> bool {
+        self.now = self.now.max(now);
+        if !self.rooms.contains_key(room) {
+            return false;
+        }
+        for conn in self.members(room) {
+            self.leave_with(conn, proto::DisconnectReason::RoomDeleted);
+            self.remove(conn, "room deleted by the API");
+        }
+        self.rooms.remove(room);
+        info!(room, "room deleted by the API");
+        self.run_dirty();
+        true
+    }
+
+    fn leave_with(&mut self, conn: ConnId, reason: proto::DisconnectReason) {
+        self.send(
+            conn,
+            Resp::Leave(proto::LeaveRequest {
+                can_reconnect: false,
+                reason: reason as i32,
+                action: proto::leave_request::Action::Disconnect as i32,
+                ..Default::default()
+            }),
+        );
+    }
+
     // === room helpers ===
 
     fn members(&self, room: &str) -> Vec<ConnId> {

@@ -38,7 +38,32 @@ enum Command {
     Signal(ConnId, proto::signal_request::Message),
     Disconnected(ConnId),
     Stats(oneshot::Sender<Snapshot>),
+    Admin(AdminOp, oneshot::Sender<AdminReply>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// An administrative operation (the LiveKit RoomService API).
+#[derive(Debug, Clone)]
+pub enum AdminOp {
+    /// Every open room, or those named.
+    ListRooms(Vec<String>),
+    /// The participants of a room.
+    ListParticipants(String),
+    /// Disconnect a participant (room, identity).
+    RemoveParticipant(String, String),
+    /// Close a room and disconnect everyone in it.
+    DeleteRoom(String),
+}
+
+/// The answer to an [`AdminOp`].
+#[derive(Debug, Clone)]
+pub enum AdminReply {
+    /// Rooms.
+    Rooms(Vec<proto::Room>),
+    /// Participants (`None`: no such room).
+    Participants(Option<Vec<proto::ParticipantInfo>>),
+    /// Whether the room or participant existed.
+    Done(bool),
 }
 
 /// Counters of the running room server.
@@ -140,6 +165,13 @@ impl RoomService {
     pub async fn stats(&self) -> Option<Snapshot> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Stats(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Runs an administrative operation; `None` when the server has stopped.
+    pub async fn admin(&self, op: AdminOp) -> Option<AdminReply> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Admin(op, tx)).ok()?;
         rx.await.ok()
     }
 
@@ -256,6 +288,20 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                             forward_latency: latency.clone(),
                             send_drops,
                         });
+                    }
+                    Command::Admin(op, reply) => {
+                        let t = now();
+                        let r = match op {
+                            AdminOp::ListRooms(names) => AdminReply::Rooms(server.list_rooms(&names)),
+                            AdminOp::ListParticipants(room) => {
+                                AdminReply::Participants(server.list_participants(&room))
+                            }
+                            AdminOp::RemoveParticipant(room, identity) => {
+                                AdminReply::Done(server.remove_participant(t, &room, &identity))
+                            }
+                            AdminOp::DeleteRoom(room) => AdminReply::Done(server.delete_room(t, &room)),
+                        };
+                        let _ = reply.send(r);
                     }
                     Command::Shutdown(done) => {
                         server.handle_input(now(), Input::Shutdown);

@@ -624,6 +624,7 @@ impl SipFront {
             HangupCause::MaxDuration => "SIP;cause=200;text=\"maximum call duration\"",
             HangupCause::Shutdown => "SIP;cause=503;text=\"gateway shutting down\"",
             HangupCause::RoomClosed => "SIP;cause=200;text=\"room closed\"",
+            HangupCause::Removed => "SIP;cause=200;text=\"removed from the room\"",
             _ => "SIP;cause=200;text=\"call ended\"",
         };
         let bye = c.dialog.request("BYE", vec![h("Reason", reason)], None);

@@ -35,7 +35,7 @@ UDP_PORT = int(os.environ.get("JONCTION_TEST_UDP_PORT", "7882"))
 # Not the development defaults (devkey/secret): the server refuses those on a non-loopback address
 # unless in development mode, and the tests should run the way a deployment does.
 API_KEY = "pytestkey"
-API_SECRET = "jonction-pytest-secret-5f0c1e2d"
+API_SECRET = "jonction-pytest-secret-5f0c1e2d9a"
 ARTIFACTS = REPO / "target" / "artifacts"
 LOG_PATH = ARTIFACTS / "jonction-pytest.log"
 
@@ -174,8 +174,14 @@ def call_records_for(http_port: int) -> Path:
     return ARTIFACTS / f"calls-{http_port}.jsonl"
 
 
-def launch(http_port: int = HTTP_PORT, udp_port: int = UDP_PORT, log_path: Path = LOG_PATH) -> Server:
-    """Starts `jonction run` on HOST:http_port (media on udp_port) and waits for /readyz 200."""
+def launch(
+    http_port: int = HTTP_PORT,
+    udp_port: int = UDP_PORT,
+    log_path: Path = LOG_PATH,
+    extra_env: Optional[dict[str, str]] = None,
+) -> Server:
+    """Starts `jonction run` on HOST:http_port (media on udp_port) and waits for /readyz 200;
+    `extra_env` adds or overrides configuration variables."""
     _check_namespace()
     if not BIN.is_file() or not os.access(BIN, os.X_OK):
         pytest.fail(f"jonction binary not found at {BIN} (cargo build, or set JONCTION_BIN)")
@@ -192,6 +198,7 @@ def launch(http_port: int = HTTP_PORT, udp_port: int = UDP_PORT, log_path: Path 
     env["JONCTION_SIP__ALLOW_PRIVATE_ADDRESS"] = "true"
     env["JONCTION_SIP__CALL_RECORDS"] = str(call_records_for(http_port))
     call_records_for(http_port).unlink(missing_ok=True)
+    env.update(extra_env or {})
     try:
         proc = subprocess.Popen(
             [str(BIN), "run"],

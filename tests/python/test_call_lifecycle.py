@@ -1,0 +1,220 @@
+"""How a SIP call ends from the room side, and the LiveKit RoomService API (Twirp) of the embedded
+room server that drives it: the `livekit-api` Python SDK (LiveKit's own server SDK) lists rooms and
+participants, removes the gateway's participant (the caller gets a BYE) or deletes the room (the
+caller gets a BYE, room clients are disconnected); a call reaching the maximum duration is ended."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import time
+
+import aiohttp
+import pytest
+from livekit import api, rtc
+
+from conftest import API_KEY, API_SECRET, ARTIFACTS, Server, launch, stop
+from test_rooms import Rooms, run
+from test_sip import Uac
+
+
+def answer_call(server: Server, room: str) -> Uac:
+    uac = Uac(server, room)
+    uac.request("INVITE", uac.sdp("sendrecv"))
+    rs = uac.responses()
+    assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+    uac.request("ACK", cseq=uac.cseq)
+    return uac
+
+
+def wait_bye(uac: Uac, timeout: float) -> str:
+    """The next BYE the gateway sends (answered 200), or '' after `timeout` seconds."""
+    uac.sock.settimeout(0.3)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            data, peer = uac.sock.recvfrom(65536)
+        except socket.timeout:
+            continue
+        text = data.decode(errors="replace")
+        if not text.startswith("BYE "):
+            continue
+        head = [l for l in text.split("\r\n") if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+        ok = "SIP/2.0 200 OK\r\n" + "\r\n".join(head) + "\r\nContent-Length: 0\r\n\r\n"
+        uac.sock.sendto(ok.encode(), peer)
+        return text
+    return ""
+
+
+def records_for(server: Server, room: str) -> list[dict]:
+    if not server.call_records.exists():
+        return []
+    rows = [json.loads(l) for l in server.call_records.read_text().splitlines() if l.strip()]
+    return [r for r in rows if r["room"] == room]
+
+
+async def wait_participants(lk: api.LiveKitAPI, room: str, n: int, timeout: float = 10.0) -> list:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+            if len(res.participants) >= n:
+                return list(res.participants)
+        except api.TwirpError:
+            pass  # the room is not open yet
+        assert time.monotonic() < end, f"fewer than {n} participants in {room}"
+        await asyncio.sleep(0.1)
+
+
+def test_room_service_api_and_its_refusals(server: Server):
+    """ListRooms/ListParticipants show the SIP caller's participant (kind SIP, sip.* attributes);
+    a wrong secret is refused 401, a token without roomAdmin 403, unknown rooms 404."""
+    room = f"api-{secrets.token_hex(3)}"
+
+    async def main():
+        uac = answer_call(server, room)
+        try:
+            async with api.LiveKitAPI(server.http_url, API_KEY, API_SECRET) as lk:
+                ps = await wait_participants(lk, room, 1)
+                sip = ps[0]
+                assert sip.kind == api.ParticipantInfo.Kind.SIP, sip
+                assert sip.attributes.get("sip.callID") == uac.call_id, dict(sip.attributes)
+                assert sip.attributes.get("sip.callStatus") == "active", dict(sip.attributes)
+                rooms = await lk.room.list_rooms(api.ListRoomsRequest(names=[room]))
+                assert [r.name for r in rooms.rooms] == [room]
+                assert rooms.rooms[0].num_participants == 1
+                with pytest.raises(api.TwirpError) as e:
+                    await lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity="nobody"))
+                assert e.value.status == 404, e.value
+                with pytest.raises(api.TwirpError) as e:
+                    await lk.room.list_participants(api.ListParticipantsRequest(room="no-such-room"))
+                assert e.value.status == 404, e.value
+            async with api.LiveKitAPI(server.http_url, API_KEY, "wrong-secret-0123456789abcdef0123") as lk:
+                with pytest.raises(api.TwirpError) as e:
+                    await lk.room.list_rooms(api.ListRoomsRequest())
+                assert e.value.status == 401 and "signature" in e.value.message, e.value
+            # A join token is not an admin token.
+            join = (
+                api.AccessToken(API_KEY, API_SECRET)
+                .with_identity("x")
+                .with_grants(api.VideoGrants(room_join=True, room=room))
+                .to_jwt()
+            )
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{server.http_url}/twirp/livekit.RoomService/ListParticipants",
+                    json={"room": room},
+                    headers={"Authorization": f"Bearer {join}"},
+                ) as resp:
+                    body = await resp.json()
+                    assert resp.status == 403 and body["code"] == "permission_denied", body
+                admin = (
+                    api.AccessToken(API_KEY, API_SECRET)
+                    .with_grants(api.VideoGrants(room_admin=True, room=room))
+                    .to_jwt()
+                )
+                # JSON bodies work too (what LiveKit's JS server SDK sends).
+                async with http.post(
+                    f"{server.http_url}/twirp/livekit.RoomService/ListParticipants",
+                    json={"room": room},
+                    headers={"Authorization": f"Bearer {admin}"},
+                ) as resp:
+                    body = await resp.json()
+                    assert resp.status == 200, body
+                    assert [p["identity"] for p in body["participants"]] == [ps[0].identity], body
+        finally:
+            uac.close()
+
+    run(main())
+
+
+def test_removed_participant_ends_the_call_with_bye(server: Server):
+    room = f"rm-{secrets.token_hex(3)}"
+
+    async def main():
+        uac = answer_call(server, room)
+        try:
+            async with api.LiveKitAPI(server.http_url, API_KEY, API_SECRET) as lk:
+                ps = await wait_participants(lk, room, 1)
+                await lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity=ps[0].identity))
+            bye = await asyncio.to_thread(wait_bye, uac, 5)
+            assert bye, "no BYE after the participant was removed"
+            assert 'text="removed from the room"' in bye, bye
+        finally:
+            uac.close()
+        end = time.monotonic() + 5
+        while not records_for(server, room) and time.monotonic() < end:
+            await asyncio.sleep(0.1)
+        recs = records_for(server, room)
+        assert recs and recs[0]["end_cause"] == "removed", recs
+
+    run(main())
+
+
+def test_deleted_room_ends_the_call_and_disconnects_clients(server: Server):
+    room = f"del-{secrets.token_hex(3)}"
+
+    async def main():
+        async with Rooms(server) as rooms:
+            viewer = await rooms.connect(room, "viewer")
+            gone = asyncio.Event()
+            reasons: list = []
+
+            def on_disconnected(reason):
+                reasons.append(reason)
+                gone.set()
+
+            viewer.on("disconnected", on_disconnected)
+            uac = answer_call(server, room)
+            try:
+                async with api.LiveKitAPI(server.http_url, API_KEY, API_SECRET) as lk:
+                    await wait_participants(lk, room, 2)
+                    await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+                    bye = await asyncio.to_thread(wait_bye, uac, 5)
+                    assert bye, "no BYE after the room was deleted"
+                    assert 'text="room closed"' in bye, bye
+                    await asyncio.wait_for(gone.wait(), 5)
+                    assert reasons and reasons[0] == rtc.DisconnectReason.ROOM_DELETED, reasons
+                    left = await lk.room.list_rooms(api.ListRoomsRequest(names=[room]))
+                    assert not left.rooms, left
+            finally:
+                uac.close()
+        end = time.monotonic() + 5
+        while not records_for(server, room) and time.monotonic() < end:
+            await asyncio.sleep(0.1)
+        recs = records_for(server, room)
+        assert recs and recs[0]["end_cause"] == "room-closed", recs
+
+    run(main())
+
+
+def test_maximum_call_duration_ends_the_call(server: Server):
+    """With sip.max_call_duration = 3s (a second instance), an answered call gets a BYE saying so
+    after about 3 s, and its record says max-duration."""
+    srv = launch(
+        http_port=7897,
+        udp_port=7899,
+        log_path=ARTIFACTS / "jonction-pytest-maxduration.log",
+        extra_env={"JONCTION_SIP__MAX_CALL_DURATION": "3s"},
+    )
+    room = f"max-{secrets.token_hex(3)}"
+    try:
+        uac = answer_call(srv, room)
+        try:
+            t0 = time.monotonic()
+            bye = wait_bye(uac, 10)
+            took = time.monotonic() - t0
+            assert bye, "no BYE within 10 s"
+            assert "maximum call duration" in bye, bye
+            assert took >= 2.5, f"BYE after {took:.1f} s, before the 3 s limit"
+        finally:
+            uac.close()
+        end = time.monotonic() + 5
+        while not records_for(srv, room) and time.monotonic() < end:
+            time.sleep(0.1)
+        recs = records_for(srv, room)
+        assert recs and recs[0]["end_cause"] == "max-duration", recs
+    finally:
+        stop(srv)
