@@ -125,7 +125,7 @@ impl CallMedia {
                 rtcp_mux: n.rtcp_mux,
                 payload_types: pts,
                 remote_ssrc: None,
-                media_timeout: Some(media_timeout),
+                media_timeout: n.direction.receives().then_some(media_timeout),
                 cname: format!("jonction-{:x}", seed & 0xffff_ffff),
                 ntp: NtpClock::new(now, wallclock),
                 rtcp_interval: Duration::from_secs(5),
@@ -428,6 +428,40 @@ mod tests {
         v.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         v.extend_from_slice(payload);
         v
+    }
+
+    /// Runs the bridge's timers for `secs` seconds of silence from the device; true when it
+    /// reported a media timeout.
+    fn times_out(m: &mut CallMedia, t0: Instant, secs: u64) -> bool {
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(secs) {
+            now = m.poll_timeout().max(now + Duration::from_millis(1));
+            m.handle_timeout(now);
+            while let Some(e) = m.poll_event() {
+                if e == SessionEvent::MediaTimeout {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_call_answered_on_hold_has_no_media_timeout() {
+        let t0 = Instant::now();
+        let wall = Duration::from_secs(1);
+        let mut n = negotiated("PCMU", 0, 8000);
+        let mut live = CallMedia::new(t0, wall, &n, Duration::from_secs(5)).expect("media");
+        assert!(
+            times_out(&mut live, t0, 8),
+            "a silent live call must time out"
+        );
+        n.direction = crate::sip::sdp::Direction::SendOnly;
+        let mut held = CallMedia::new(t0, wall, &n, Duration::from_secs(5)).expect("media");
+        assert!(
+            !times_out(&mut held, t0, 8),
+            "a call on hold must not time out"
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ struct CallEntry {
     timer: Option<SessionTimer>,
     /// Our offer in the 2xx of a delayed-offer INVITE, until the ACK answers it.
     delayed_offer: Option<String>,
+    /// Our refresh re-INVITE met glare (491): when to try again (RFC 3261 §14.1).
+    refresh_retry: Option<std::time::Instant>,
 }
 
 /// What one of our requests was for.
@@ -210,6 +212,7 @@ impl SipFront {
             let timers = [
                 c.dialog.poll_timeout(),
                 c.timer.as_ref().and_then(SessionTimer::poll_timeout),
+                c.refresh_retry,
             ];
             for t in timers.into_iter().flatten() {
                 next = next.min(t);
@@ -411,6 +414,7 @@ impl SipFront {
                 sdp: sdp_session,
                 timer: Some(timer),
                 delayed_offer,
+                refresh_retry: None,
             },
         );
     }
@@ -441,9 +445,22 @@ impl SipFront {
                 return;
             }
         }
+        // Glare (RFC 3261 §14.2, RFC 3311 §5.2): an offer arriving while our own re-INVITE
+        // (a session refresh, which carries an offer) is pending gets 491; the peer retries.
+        let offering = method == "INVITE" || (method == "UPDATE" && !msg.body.is_empty());
+        let ours_pending = self
+            .pending
+            .values()
+            .any(|p| matches!(p, Purpose::Refresh(c) if *c == id));
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
+        if offering && ours_pending {
+            info!(call = id.0, %method, "glare with our re-INVITE: 491");
+            let r = c.dialog.response(&msg, 491, "Request Pending", None);
+            self.ep.respond(&key, r);
+            return;
+        }
         match method.as_str() {
             "BYE" => {
                 let r = c.dialog.response(&msg, 200, "OK", None);
@@ -688,6 +705,18 @@ impl SipFront {
                 } else if matches!(status, 408 | 481) {
                     // §10: the dialog is gone.
                     self.hangup(id, HangupCause::SessionExpired);
+                } else if status == 491 {
+                    // Glare: retry after a random 0–2 s, as the side that does not own the
+                    // Call-ID (RFC 3261 §14.1); the session timer keeps running meanwhile.
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        let wait = Duration::from_millis(rand::random_range(0..=2000));
+                        info!(
+                            call = id.0,
+                            ?wait,
+                            "our re-INVITE met glare (491); retrying"
+                        );
+                        c.refresh_retry = Some(now() + wait);
+                    }
                 }
             }
             Some(Purpose::Bye) | None => {}
@@ -712,6 +741,11 @@ impl SipFront {
         for c in self.calls.values_mut() {
             if c.invite_key.is_some() {
                 continue; // not answered yet
+            }
+            if c.refresh_retry.is_some_and(|at| at <= t) {
+                c.refresh_retry = None;
+                refresh.push(c.id);
+                continue;
             }
             match c.timer.as_mut().map(|st| st.handle_timeout(t)) {
                 Some(TimerAction::Refresh) => refresh.push(c.id),

@@ -218,3 +218,65 @@ def test_maximum_call_duration_ends_the_call(server: Server):
         assert recs and recs[0]["end_cause"] == "max-duration", recs
     finally:
         stop(srv)
+
+
+def reply_to(request: str, code: int, reason: str, body: str = "") -> bytes:
+    """A response to `request` (its Via, From, To, Call-ID and CSeq copied), optionally with SDP."""
+    head = [l for l in request.split("\r\n") if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+    head = [l + ";tag=uactag" if l.lower().startswith("to:") and ";tag=" not in l else l for l in head]
+    ctype = "Content-Type: application/sdp\r\n" if body else ""
+    return (f"SIP/2.0 {code} {reason}\r\n" + "\r\n".join(head) + f"\r\n{ctype}Content-Length: {len(body)}\r\n\r\n{body}").encode()
+
+
+def next_request(uac: Uac, method: str, timeout: float) -> tuple[str, tuple]:
+    uac.sock.settimeout(0.3)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            data, peer = uac.sock.recvfrom(65536)
+        except socket.timeout:
+            continue
+        text = data.decode(errors="replace")
+        if text.startswith(method + " "):
+            return text, peer
+    return "", ()
+
+
+def test_reinvite_glare_gets_491_and_both_sides_retry(server: Server):
+    """The gateway refreshes the session (refresher=uas, Session-Expires 90 → re-INVITE after
+    about 45 s). While its re-INVITE is unanswered we send ours: 491 Request Pending. We answer
+    its re-INVITE with 491 too: it retries within 2 s, our 200 gets its ACK, and ours then
+    succeeds. The call is up all along (on hold: no RTP is sent, so no media timeout)."""
+    room = f"glare-{secrets.token_hex(3)}"
+    uac = Uac(server, room)
+    try:
+        timer = "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n"
+        uac.request("INVITE", uac.sdp("inactive"), extra=timer)
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+        assert "refresher=uas" in rs[-1][1], rs[-1][1]
+        uac.request("ACK", cseq=uac.cseq)
+        theirs, peer = next_request(uac, "INVITE", 60)
+        assert theirs, "the gateway did not refresh the session"
+        uac.request("INVITE", uac.sdp("inactive"))
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 491, [c for c, _ in rs]
+        uac.request("ACK", cseq=uac.cseq)  # ACK of the non-2xx (same transaction, sloppy but harmless)
+        uac.sock.sendto(reply_to(theirs, 491, "Request Pending"), peer)
+        t0 = time.monotonic()
+        again, peer = next_request(uac, "INVITE", 5)
+        waited = time.monotonic() - t0
+        assert again, "the gateway did not retry its re-INVITE after 491"
+        assert waited <= 3.0, f"retried after {waited:.1f} s (0–2 s expected)"
+        uac.sock.sendto(reply_to(again, 200, "OK", uac.sdp("inactive")), peer)
+        ack, _ = next_request(uac, "ACK", 3)
+        assert ack, "no ACK for our 200 to the gateway's re-INVITE"
+        uac.request("INVITE", uac.sdp("inactive"))
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+        uac.request("ACK", cseq=uac.cseq)
+        uac.request("BYE")
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+    finally:
+        uac.close()

@@ -357,7 +357,9 @@ class Uac:
             f"a=rtpmap:101 telephone-event/8000\r\na={direction}\r\n"
         )
 
-    def request(self, method: str, body: str = "", cseq: int | None = None, branch: str | None = None) -> tuple[str, int]:
+    def request(
+        self, method: str, body: str = "", cseq: int | None = None, branch: str | None = None, extra: str = ""
+    ) -> tuple[str, int]:
         if cseq is None:
             self.cseq += 1
             cseq = self.cseq
@@ -369,7 +371,7 @@ class Uac:
             f"Via: SIP/2.0/UDP {CLIENT_IP}:{self.port};branch={branch};rport\r\n"
             f"Max-Forwards: 70\r\nTo: {to}\r\nFrom: <sip:+332@{CLIENT_IP}>;tag={self.tag}\r\n"
             f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method.split()[0]}\r\n"
-            f"Contact: <sip:+332@{CLIENT_IP}:{self.port}>\r\n{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
+            f"Contact: <sip:+332@{CLIENT_IP}:{self.port}>\r\n{extra}{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
         )
         self.sock.sendto(msg.encode(), self.server.sip_addr)
         return branch, cseq
