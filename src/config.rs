@@ -437,11 +437,12 @@ impl Config {
                 message: "too short (at least 6 characters; use 32+ random ones)".into(),
             });
         }
-        if !(lk.embedded() || lk.url.starts_with("ws://") || lk.url.starts_with("wss://")) {
+        let schemes = ["ws://", "wss://", "http://", "https://"];
+        if !(lk.embedded() || schemes.iter().any(|s| lk.url.starts_with(s))) {
             return Err(ConfigError::BadValue {
                 key: "livekit.url".into(),
                 origin: Origin::Default,
-                message: "must start with ws:// or wss://".into(),
+                message: "must start with ws://, wss://, http:// or https://".into(),
             });
         }
         if self.sip.rtp_port_min == 0 || self.sip.rtp_port_max <= self.sip.rtp_port_min {

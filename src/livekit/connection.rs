@@ -55,8 +55,20 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The signalling base URL: LiveKit URLs are given as `ws(s)://` or `http(s)://`.
+pub fn websocket_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url.to_string()
+    }
+}
+
 impl RoomLink {
-    /// Opens the signalling connection to `url` (`ws://host:port`) with `token`, and a UDP socket
+    /// Opens the signalling connection to `url` (`ws://`, `wss://`, `http(s)://` host) with `token`, and a UDP socket
     /// on `bind_ip` for media.
     pub async fn connect(url: &str, token: &str, bind_ip: IpAddr) -> Result<Self, LinkError> {
         Self::connect_with(url, token, bind_ip, true).await
@@ -73,9 +85,11 @@ impl RoomLink {
         let sub_sock = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).await?;
         let pub_local = pub_sock.local_addr()?;
         let sub_local = sub_sock.local_addr()?;
+        // TLS (wss://) needs a process-wide crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let endpoint = format!(
             "{}/rtc?access_token={}&auto_subscribe={}&sdk=rust&protocol=16&version={}",
-            url.trim_end_matches('/'),
+            websocket_url(url),
             token,
             u8::from(auto_subscribe),
             crate::VERSION

@@ -1,0 +1,163 @@
+"""The gateway pointed at an external LiveKit server (`[livekit] url`) over wss://: a second
+jonction instance plays the LiveKit server (its embedded room server), behind a TLS-terminating
+proxy whose certificate chains to a CA made by the test and trusted through SSL_CERT_FILE. sipp
+calls the gateway; a livekit client on the room server hears the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from livekit import rtc
+
+from conftest import ARTIFACTS, HOST, Server, launch, stop
+from test_rooms import Rooms, collect_audio, run
+from test_sip import SIPP, dominant_hz, sipp_call, tone_wav
+
+TLS_PORT = 7943
+
+
+def make_ca(d: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for HOST; (ca.pem, server.pem, server.key)."""
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-days", "2", "-subj", "/CN=jonction test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"), "-subj", f"/CN={HOST}")
+    (d / "ext").write_text(f"subjectAltName=IP:{HOST}\nextendedKeyUsage=serverAuth\n")
+    ossl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+         "-CAcreateserial", "-out", str(d / "server.pem"), "-days", "2", "-extfile", str(d / "ext"))
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+class TlsProxy:
+    """TLS on HOST:TLS_PORT → plain TCP to the room server's HTTP port, in a thread."""
+
+    def __init__(self, cert: Path, key: Path, upstream: tuple[str, int]):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.upstream = upstream
+        self.handshakes = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            w.close()
+
+    async def _client(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.handshakes += 1
+        ur, uw = await asyncio.open_connection(*self.upstream)
+        await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w))
+
+    def __enter__(self) -> "TlsProxy":
+        self.thread.start()
+        fut = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._client, HOST, TLS_PORT, ssl=self.ctx), self.loop
+        )
+        self.server = fut.result(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_gateway_joins_an_external_livekit_over_wss():
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        ca, cert, key = make_ca(d)
+        rooms_srv = launch(http_port=7900, udp_port=7902, log_path=ARTIFACTS / "jonction-pytest-livekit.log")
+        try:
+            with TlsProxy(cert, key, (HOST, 7900)) as proxy:
+                gw = launch(
+                    http_port=7904,
+                    udp_port=7906,
+                    log_path=ARTIFACTS / "jonction-pytest-gateway.log",
+                    extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": str(ca)},
+                )
+                try:
+                    room = f"ext-{secrets.token_hex(3)}"
+                    heard_hz = run_call(rooms_srv, gw, room, d)
+                    assert abs(heard_hz - 440) <= 5, f"dominant frequency {heard_hz:.1f} Hz"
+                    assert proxy.handshakes >= 1
+                finally:
+                    stop(gw)
+                log = (ARTIFACTS / "jonction-pytest-gateway.log").read_text(errors="replace")
+                assert "embedded room server off" in log
+        finally:
+            stop(rooms_srv)
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_untrusted_certificate_is_refused_and_the_call_rejected():
+    """Without the CA in SSL_CERT_FILE the TLS handshake fails: the INVITE gets a 480, not a hang."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        _, cert, key = make_ca(d)
+        rooms_srv = launch(http_port=7900, udp_port=7902, log_path=ARTIFACTS / "jonction-pytest-livekit.log")
+        try:
+            with TlsProxy(cert, key, (HOST, 7900)):
+                gw = launch(
+                    http_port=7904,
+                    udp_port=7906,
+                    log_path=ARTIFACTS / "jonction-pytest-gateway.log",
+                    extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": "/dev/null"},
+                )
+                try:
+                    from test_sip import Uac
+
+                    uac = Uac(gw, f"untrusted-{secrets.token_hex(3)}")
+                    try:
+                        uac.request("INVITE", uac.sdp("sendrecv"))
+                        rs = uac.responses(timeout=20)
+                        assert rs and rs[-1][0] == 480, [c for c, _ in rs]
+                    finally:
+                        uac.close()
+                finally:
+                    stop(gw)
+                log = (ARTIFACTS / "jonction-pytest-gateway.log").read_text(errors="replace")
+                assert "certificate" in log.lower(), "the refusal should name the certificate problem"
+        finally:
+            stop(rooms_srv)
+
+
+def run_call(rooms_srv: Server, gw: Server, room: str, d: Path) -> float:
+    async def main() -> float:
+        wav = tone_wav(d / "tone.wav", 440, 6)
+        async with Rooms(rooms_srv) as rooms:
+            listener = await rooms.connect(room, "listener")
+            got: list = []
+            listener.on("track_subscribed", lambda t, pub, p: got.append((t, p)))
+            sipp = sipp_call(gw, room, wav, 5.0, d)
+            try:
+                deadline = time.monotonic() + 15
+                while not got and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert got, "no track from the SIP caller reached the external room server"
+                track, participant = got[0]
+                assert participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
+                heard = await collect_audio(track, seconds=1.5, timeout=10)
+                return dominant_hz(heard, 48000)
+            finally:
+                await asyncio.to_thread(sipp.wait, 40)
+
+    return run(main())
