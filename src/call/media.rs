@@ -300,6 +300,18 @@ impl CallMedia {
         }
     }
 
+    /// Forgets every room track (the room leg was replaced).
+    pub fn remove_all_tracks(&mut self) {
+        for (_, (input, _)) in self.decoders.drain() {
+            let _ = self.mixer.remove_input(input);
+        }
+    }
+
+    /// Room tracks being decoded and mixed.
+    pub fn room_track_count(&self) -> usize {
+        self.decoders.len()
+    }
+
     /// Plays a digit from the room to the device (RFC 4733), or in-band when telephone-event
     /// was not negotiated.
     pub fn send_digit(&mut self, now: Instant, digit: char) {

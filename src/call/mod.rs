@@ -149,61 +149,11 @@ async fn bridge(
     tx: &mpsc::UnboundedSender<FromCall>,
     rec: &mut CallRecord,
 ) -> HangupCause {
-    let mut link = match tokio::time::timeout(
-        Duration::from_secs(10),
-        RoomLink::connect_with(&s.livekit_url, &s.token, s.room_bind_ip, true),
-    )
-    .await
-    {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => {
-            warn!(call = s.id.0, room = %s.room, "room leg failed: {e}");
-            return HangupCause::RoomUnavailable;
-        }
-        Err(_) => {
-            warn!(call = s.id.0, room = %s.room, "room leg timed out");
-            return HangupCause::RoomUnavailable;
-        }
+    let mut deferred = Vec::new();
+    let mut link = match join_room(s, rx, &mut deferred).await {
+        Ok(l) => l,
+        Err(c) => return c,
     };
-    // Join, publish the caller's audio, then let the front answer.
-    let setup_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut published = false;
-    let mut asked = false;
-    while !published {
-        let ev = tokio::select! {
-            ev = link.next_event() => ev,
-            cmd = rx.recv() => match cmd {
-                Some(ToCall::Stop(c)) => {
-                    link.leave();
-                    return c;
-                }
-                None => {
-                    link.leave();
-                    return HangupCause::Shutdown;
-                }
-                Some(_) => continue,
-            },
-            _ = tokio::time::sleep_until(setup_deadline) => {
-                link.leave();
-                return HangupCause::RoomUnavailable;
-            }
-        };
-        match ev {
-            Ok(ClientEvent::Joined { .. }) if !asked => {
-                asked = true;
-                link.client().publish(
-                    CALLER_TRACK,
-                    &s.caller,
-                    MediaKind::Audio,
-                    proto::TrackSource::Microphone,
-                );
-                link.flush();
-            }
-            Ok(ClientEvent::Published { .. }) => published = true,
-            Ok(ClientEvent::Left(_)) | Err(_) => return HangupCause::RoomUnavailable,
-            Ok(_) => {}
-        }
-    }
     let _ = tx.send(FromCall::Answer(s.id));
     info!(call = s.id.0, room = %s.room, "call answered");
 
@@ -233,6 +183,11 @@ async fn bridge(
     }
     let mut buf = vec![0u8; 2048];
     let mut check = tokio::time::interval(Duration::from_secs(1));
+    // Participant sid → its track sids, to stop mixing tracks that went away.
+    let mut room_tracks: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    // Commands that arrived while the room leg was (re)joining.
+    let mut pending: std::collections::VecDeque<ToCall> = deferred.drain(..).collect();
     loop {
         let wake = media
             .as_ref()
@@ -266,6 +221,26 @@ async fn bridge(
                         }
                     }
                 }
+                Ok(ClientEvent::Participant(p)) => {
+                    // Tracks that went away (unpublished, or their participant left) stop
+                    // being mixed.
+                    let gone = p.state == proto::participant_info::State::Disconnected as i32;
+                    let now: Vec<String> = if gone {
+                        Vec::new()
+                    } else {
+                        p.tracks.iter().map(|t| t.sid.clone()).collect()
+                    };
+                    let mut before = room_tracks.remove(&p.sid).unwrap_or_default();
+                    before.extend(p.tracks.iter().map(|t| t.sid.clone()));
+                    if let Some(m) = media.as_mut() {
+                        for t in before.iter().filter(|t| !now.contains(t)) {
+                            m.remove_track(t);
+                        }
+                    }
+                    if !gone {
+                        room_tracks.insert(p.sid, now);
+                    }
+                }
                 Ok(ClientEvent::Left(l)) => {
                     info!(call = s.id.0, reason = ?l.reason(), "the room ended our participation");
                     return if l.reason() == proto::DisconnectReason::ParticipantRemoved {
@@ -275,12 +250,29 @@ async fn bridge(
                     };
                 }
                 Err(e) => {
-                    warn!(call = s.id.0, "room signalling lost: {e}");
-                    return HangupCause::RoomClosed;
+                    warn!(call = s.id.0, "room signalling lost: {e}; rejoining");
+                    rec.room_rejoins += 1;
+                    link = match rejoin_room(s, rx, &mut deferred).await {
+                        Ok(l) => l,
+                        Err(c) => return c,
+                    };
+                    for cmd in deferred.drain(..) {
+                        pending.push_back(cmd);
+                    }
+                    // The new session subscribes afresh, under new track ids.
+                    room_tracks.clear();
+                    if let Some(m) = media.as_mut() {
+                        m.remove_all_tracks();
+                    }
                 }
                 Ok(_) => {}
             },
-            cmd = rx.recv() => match cmd {
+            cmd = async {
+                match pending.pop_front() {
+                    Some(c) => Some(c),
+                    None => rx.recv().await,
+                }
+            } => match cmd {
                 Some(ToCall::Stop(c)) => {
                     link.leave();
                     return c;
@@ -333,6 +325,105 @@ async fn bridge(
             }
         }
     }
+}
+
+/// How long joining the room (signalling, ICE/DTLS, publishing) may take.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts to rejoin after the room signalling is lost.
+const REJOIN_ATTEMPTS: u32 = 3;
+
+/// Connects the room leg and publishes the caller's track. Commands other than `Stop` that
+/// arrive meanwhile are kept in `deferred` for the caller to apply.
+async fn join_room(
+    s: &CallSetup,
+    rx: &mut mpsc::UnboundedReceiver<ToCall>,
+    deferred: &mut Vec<ToCall>,
+) -> Result<RoomLink, HangupCause> {
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let connect = RoomLink::connect_with(&s.livekit_url, &s.token, s.room_bind_ip, true);
+    let mut link = match tokio::time::timeout_at(deadline, connect).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            warn!(call = s.id.0, room = %s.room, "room leg failed: {e}");
+            return Err(HangupCause::RoomUnavailable);
+        }
+        Err(_) => {
+            warn!(call = s.id.0, room = %s.room, "room leg timed out");
+            return Err(HangupCause::RoomUnavailable);
+        }
+    };
+    let mut asked = false;
+    loop {
+        let ev = tokio::select! {
+            ev = link.next_event() => ev,
+            cmd = rx.recv() => match cmd {
+                Some(ToCall::Stop(c)) => {
+                    link.leave();
+                    return Err(c);
+                }
+                None => {
+                    link.leave();
+                    return Err(HangupCause::Shutdown);
+                }
+                Some(other) => {
+                    deferred.push(other);
+                    continue;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!(call = s.id.0, room = %s.room, "room leg: joining timed out");
+                link.leave();
+                return Err(HangupCause::RoomUnavailable);
+            }
+        };
+        match ev {
+            Ok(ClientEvent::Joined { .. }) if !asked => {
+                asked = true;
+                link.client().publish(
+                    CALLER_TRACK,
+                    &s.caller,
+                    MediaKind::Audio,
+                    proto::TrackSource::Microphone,
+                );
+                link.flush();
+            }
+            Ok(ClientEvent::Published { .. }) => return Ok(link),
+            Ok(ClientEvent::Left(_)) | Err(_) => return Err(HangupCause::RoomUnavailable),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Rejoins the room after its signalling was lost (a LiveKit node restart, a proxy cut): a
+/// fresh session with the same identity, which replaces the old one. The device leg is not
+/// touched; a few frames are lost meanwhile.
+async fn rejoin_room(
+    s: &CallSetup,
+    rx: &mut mpsc::UnboundedReceiver<ToCall>,
+    deferred: &mut Vec<ToCall>,
+) -> Result<RoomLink, HangupCause> {
+    let mut last = HangupCause::RoomClosed;
+    for attempt in 1..=REJOIN_ATTEMPTS {
+        tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+        match join_room(s, rx, deferred).await {
+            Ok(l) => {
+                info!(call = s.id.0, room = %s.room, attempt, "room leg rejoined");
+                return Ok(l);
+            }
+            Err(c @ (HangupCause::Shutdown | HangupCause::CallerBye | HangupCause::Cancelled)) => {
+                return Err(c)
+            }
+            Err(c) => {
+                warn!(call = s.id.0, room = %s.room, attempt, "rejoin failed");
+                last = c;
+            }
+        }
+    }
+    Err(if last == HangupCause::RoomUnavailable {
+        HangupCause::RoomClosed
+    } else {
+        last
+    })
 }
 
 /// Publishes the device's frames and digits to the room.

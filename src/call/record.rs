@@ -43,6 +43,8 @@ pub struct CallRecord {
     pub jitter_ms: f64,
     /// Round-trip time to the device from its RTCP reports, in milliseconds.
     pub rtt_ms: Option<f64>,
+    /// Times the room leg rejoined after its signalling was lost.
+    pub room_rejoins: u32,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -76,6 +78,7 @@ impl CallRecord {
             rtp_lost: 0,
             jitter_ms: 0.0,
             rtt_ms: None,
+            room_rejoins: 0,
         }
     }
 

@@ -6,6 +6,7 @@ calls the gateway; a livekit client on the room server hears the caller."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import ssl
 import subprocess
@@ -48,6 +49,7 @@ class TlsProxy:
         self.ctx.load_cert_chain(cert, key)
         self.upstream = upstream
         self.handshakes = 0
+        self.writers: list[asyncio.StreamWriter] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -64,7 +66,19 @@ class TlsProxy:
     async def _client(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.handshakes += 1
         ur, uw = await asyncio.open_connection(*self.upstream)
+        self.writers += [w, uw]
         await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w))
+
+    def cut(self) -> int:
+        """Closes every proxied connection (both sides); how many were open."""
+        async def close_all() -> int:
+            n = sum(1 for w in self.writers if not w.is_closing())
+            for w in self.writers:
+                w.transport.abort()
+            self.writers.clear()
+            return n
+
+        return asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(5)
 
     def __enter__(self) -> "TlsProxy":
         self.thread.start()
@@ -136,6 +150,64 @@ def test_untrusted_certificate_is_refused_and_the_call_rejected():
                     stop(gw)
                 log = (ARTIFACTS / "jonction-pytest-gateway.log").read_text(errors="replace")
                 assert "certificate" in log.lower(), "the refusal should name the certificate problem"
+        finally:
+            stop(rooms_srv)
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_room_leg_rejoins_after_its_signalling_is_cut():
+    """Mid-call, the proxy drops the gateway's signalling connection: the room leg rejoins (same
+    identity, caller's track published again), the room hears the caller again, the SIP call is
+    untouched and its record counts one rejoin."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        ca, cert, key = make_ca(d)
+        rooms_srv = launch(http_port=7900, udp_port=7902, log_path=ARTIFACTS / "jonction-pytest-livekit.log")
+        try:
+            with TlsProxy(cert, key, (HOST, 7900)) as proxy:
+                gw = launch(
+                    http_port=7904,
+                    udp_port=7906,
+                    log_path=ARTIFACTS / "jonction-pytest-gateway.log",
+                    extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": str(ca)},
+                )
+                room = f"cut-{secrets.token_hex(3)}"
+                try:
+
+                    async def main() -> None:
+                        wav = tone_wav(d / "tone.wav", 440, 14)
+                        async with Rooms(rooms_srv) as rooms:
+                            listener = await rooms.connect(room, "listener")
+                            got: list = []
+                            listener.on("track_subscribed", lambda t, pub, p: got.append((t, p)))
+                            sipp = sipp_call(gw, room, wav, 14.0, d)
+                            try:
+                                deadline = time.monotonic() + 15
+                                while not got and time.monotonic() < deadline:
+                                    await asyncio.sleep(0.05)
+                                assert got, "no track from the SIP caller"
+                                first, who = got[0]
+                                heard = await collect_audio(first, seconds=1.0, timeout=10)
+                                assert abs(dominant_hz(heard, 48000) - 440) <= 5
+                                assert proxy.cut() >= 2, "no proxied connection to cut"
+                                deadline = time.monotonic() + 15
+                                while len(got) < 2 and time.monotonic() < deadline:
+                                    await asyncio.sleep(0.05)
+                                assert len(got) >= 2, "the caller's track did not come back"
+                                again, who2 = got[-1]
+                                assert who2.identity == who.identity
+                                heard = await collect_audio(again, seconds=1.0, timeout=10)
+                                assert abs(dominant_hz(heard, 48000) - 440) <= 5
+                            finally:
+                                rc = await asyncio.to_thread(sipp.wait, 60)
+                            assert rc == 0, "sipp saw the call fail"
+
+                    run(main())
+                finally:
+                    stop(gw)
+                recs = [json.loads(l) for l in gw.call_records.read_text().splitlines() if l.strip()]
+                recs = [r for r in recs if r["room"] == room]
+                assert recs and recs[0]["room_rejoins"] == 1 and recs[0]["end_cause"] == "caller-bye", recs
         finally:
             stop(rooms_srv)
 
