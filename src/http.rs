@@ -263,6 +263,7 @@ async fn rtc(
         .get("auto_subscribe")
         .is_none_or(|v| v != "0" && v != "false");
     ws.max_message_size(MAX_FRAME)
+        .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| serve_signal(socket, rooms, grant, auto_subscribe))
 }
 
