@@ -81,6 +81,8 @@ pub struct CallMedia {
     dtmf_out: VecDeque<(Instant, bool, [u8; 4], bool)>,
     scratch: Vec<i16>,
     out: Vec<u8>,
+    /// Gateway audio (voice prompts) at the mix rate, played to the device over the room mix.
+    announcement: VecDeque<i16>,
     /// Frames sent to the device.
     pub frames_to_device: u64,
     /// Room frames that could not be decoded (unknown codec, garbage).
@@ -158,6 +160,7 @@ impl CallMedia {
             next_input: 0,
             next_tick: now + FRAME,
             dtmf_out: VecDeque::new(),
+            announcement: VecDeque::new(),
             scratch: vec![0; rate as usize / 50 * 3],
             out: vec![0; 1500],
             frames_to_device: 0,
@@ -300,6 +303,27 @@ impl CallMedia {
         }
     }
 
+    /// The rate of the device-side mix: what [`CallMedia::play_pcm`] takes.
+    pub fn pcm_rate(&self) -> u32 {
+        self.mixer_rate()
+    }
+
+    /// Queues gateway audio (a voice prompt, mono at [`CallMedia::pcm_rate`]) for the device,
+    /// after what is already queued; it is added to the room mix 20 ms at a time.
+    pub fn play_pcm(&mut self, pcm: &[i16]) {
+        self.announcement.extend(pcm.iter().copied());
+    }
+
+    /// Audio still queued by [`CallMedia::play_pcm`].
+    pub fn announcement_left(&self) -> Duration {
+        Duration::from_micros(self.announcement.len() as u64 * 1_000_000 / u64::from(self.mixer_rate()))
+    }
+
+    /// Drops queued gateway audio (the caller typed over the prompt).
+    pub fn stop_announcement(&mut self) {
+        self.announcement.clear();
+    }
+
     /// Forgets every room track (the room leg was replaced).
     pub fn remove_all_tracks(&mut self) {
         for (_, (input, _)) in self.decoders.drain() {
@@ -379,7 +403,11 @@ impl CallMedia {
             if dtmf_active {
                 continue;
             }
-            let frame = self.mixer.output(None).to_vec();
+            let mut frame = self.mixer.output(None).to_vec();
+            let n = frame.len().min(self.announcement.len());
+            for (o, a) in frame.iter_mut().zip(self.announcement.drain(..n)) {
+                *o = o.saturating_add(a);
+            }
             if let Ok(len) = self.downlink_enc.encode(&frame, &mut self.out) {
                 let inc = self.samples_per_frame();
                 let pkt = self
@@ -456,6 +484,38 @@ mod tests {
             }
         }
         false
+    }
+
+    #[test]
+    fn queued_prompt_audio_reaches_the_device_20_ms_at_a_time() {
+        let t0 = Instant::now();
+        let n = negotiated("PCMU", 0, 8000);
+        let mut m =
+            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        assert_eq!(m.pcm_rate(), 8000);
+        // 100 ms of a loud 1 kHz tone.
+        let tone: Vec<i16> = (0..800)
+            .map(|i| ((i as f32 * std::f32::consts::TAU / 8.0).sin() * 16000.0) as i16)
+            .collect();
+        m.play_pcm(&tone);
+        assert_eq!(m.announcement_left(), Duration::from_millis(100));
+        let mut loud = 0;
+        let mut now = t0;
+        for _ in 0..10 {
+            now += FRAME;
+            let (dgrams, _) = m.handle_timeout(now);
+            for (_, pkt) in dgrams.iter().filter(|(_, p)| p.len() == 12 + 160) {
+                // µ-law of silence is 0xFF/0x7F; a loud tone has small code magnitudes.
+                if pkt[12..].iter().filter(|b| (**b & 0x7f) < 0x30).count() > 40 {
+                    loud += 1;
+                }
+            }
+        }
+        assert_eq!(loud, 5, "100 ms of tone = 5 loud frames, then silence");
+        assert_eq!(m.announcement_left(), Duration::ZERO);
+        m.play_pcm(&tone);
+        m.stop_announcement();
+        assert_eq!(m.announcement_left(), Duration::ZERO);
     }
 
     #[test]
