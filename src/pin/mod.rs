@@ -1,0 +1,2 @@
+//! What a phone caller goes through before joining a room: PIN entry by DTMF, a brute-force
+//! guard per source address, and PIN → room lookups.
