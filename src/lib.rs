@@ -11,6 +11,9 @@
 //! - [`logging`]: tracing set-up;
 //! - [`media`]: the media plane of a call leg (codecs, mixer, RTP/RTCP, jitter buffer, DTMF),
 //!   sans-IO;
+//! - [`prompt`]: the embedded voice prompts (fr/en) played to phone callers, as 20 ms frames;
+//! - [`pin`]: what a caller goes through before joining a room: PIN entry, brute-force guard,
+//!   PIN → room lookups;
 //!
 //! Protocol cores never read the clock nor touch sockets: they take `now` as an argument and
 //! return what to send, like str0m and quinn-proto. Only the shells (`rooms::service`, `http`,
@@ -29,6 +32,8 @@ pub mod http;
 pub mod livekit;
 pub mod logging;
 pub mod media;
+pub mod pin;
+pub mod prompt;
 pub mod rooms;
 pub mod sip;
 pub mod token;

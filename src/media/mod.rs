@@ -12,6 +12,7 @@
 //! - [`rtp`]: RTP/RTCP wire formats and receive statistics.
 //! - [`jitter`]: the adaptive audio jitter buffer.
 //! - [`dtmf`]: RFC 4733 telephone events and SIP INFO DTMF bodies.
+//! - [`resample`]: offline windowed-sinc rate conversion (prompts).
 //! - [`session`]: the per-stream RTP session (latching, timeouts, RTCP).
 //!
 //! Policy on input: payloads come from the network and are untrusted. Parsers and decoders
@@ -22,6 +23,7 @@ pub mod dtmf;
 pub mod dtmf_tone;
 pub mod jitter;
 pub mod mixer;
+pub mod resample;
 pub mod rtp;
 pub mod session;
 

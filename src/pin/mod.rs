@@ -1,0 +1,6 @@
+//! What a phone caller goes through before joining a room: PIN entry by DTMF, a brute-force
+//! guard per source address, and PIN → room lookups.
+//!
+//! - [`entry`]: the DTMF PIN dialogue (prompts, digits, timeouts, attempts), sans-IO;
+
+pub mod entry;
