@@ -3,6 +3,7 @@
 //! drives it with [`ToCall`] commands and hears back through [`FromCall`] events.
 
 pub mod media;
+pub mod pin_phase;
 pub mod record;
 
 use std::net::IpAddr;
@@ -18,7 +19,9 @@ use crate::livekit::ClientEvent;
 use crate::media::codec::Codec;
 use crate::media::session::SessionEvent;
 use crate::sip::sdp::Negotiated;
+use crate::prompt::Prompt;
 use media::{CallMedia, ToRoom};
+pub use pin_phase::{LookupFuture, PinSetup};
 use record::CallRecord;
 
 /// Identifies a call inside the process.
@@ -50,6 +53,10 @@ pub enum HangupCause {
     SessionExpired,
     /// No usable media description (a delayed offer answered badly, or not at all).
     NoMedia,
+    /// The caller did not give a valid PIN.
+    PinRefused,
+    /// The PIN directory could not answer.
+    PinDirectoryFailed,
 }
 
 impl HangupCause {
@@ -67,6 +74,8 @@ impl HangupCause {
             Self::Shutdown => "shutdown",
             Self::SessionExpired => "session-expired",
             Self::NoMedia => "no-media",
+            Self::PinRefused => "pin-refused",
+            Self::PinDirectoryFailed => "pin-directory-failed",
         }
     }
 }
@@ -120,6 +129,8 @@ pub struct CallSetup {
     pub max_duration: Duration,
     /// Where the call record goes.
     pub records: std::path::PathBuf,
+    /// When set, the room (and `room`, `token`) comes from a PIN the caller types after answer.
+    pub pin: Option<Box<PinSetup>>,
 }
 
 /// The caller's published track id.
@@ -149,16 +160,29 @@ async fn bridge(
     tx: &mpsc::UnboundedSender<FromCall>,
     rec: &mut CallRecord,
 ) -> HangupCause {
+    let mut media: Option<CallMedia> = None;
+    let (mut room, mut token) = (s.room.clone(), s.token.clone());
+    if let Some(pin) = s.pin.as_deref() {
+        // Answer first: the caller hears the prompts and types the PIN over the call's media.
+        let _ = tx.send(FromCall::Answer(s.id));
+        info!(call = s.id.0, "call answered for PIN entry");
+        match pin_phase::collect_pin(s, pin, rx, rec, &mut media).await {
+            Ok(found) => (room, token) = found,
+            Err(c) => return c,
+        }
+        rec.room = room.clone();
+    }
     let mut deferred = Vec::new();
-    let mut link = match join_room(s, rx, &mut deferred).await {
-        Ok(l) => l,
+    let (mut link, others) = match join_room(s, &room, &token, rx, &mut deferred).await {
+        Ok(joined) => joined,
         Err(c) => return c,
     };
-    let _ = tx.send(FromCall::Answer(s.id));
-    info!(call = s.id.0, room = %s.room, "call answered");
+    if s.pin.is_none() {
+        let _ = tx.send(FromCall::Answer(s.id));
+        info!(call = s.id.0, %room, "call answered");
+    }
 
     let started = tokio::time::Instant::now();
-    let mut media: Option<CallMedia> = None;
     let start_media = |n: &Negotiated, rec: &mut CallRecord| -> Option<CallMedia> {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -174,12 +198,15 @@ async fn bridge(
             }
         }
     };
-    if let Some(n) = s.negotiated.as_ref() {
+    if let (None, Some(n)) = (media.as_ref(), s.negotiated.as_ref()) {
         media = start_media(n, rec);
         if media.is_none() {
             link.leave();
             return HangupCause::NoMedia;
         }
+    }
+    if let (Some(pin), Some(m), 0) = (s.pin.as_deref(), media.as_mut(), others) {
+        pin_phase::play(m, Prompt::FirstParticipant, pin.language);
     }
     let mut buf = vec![0u8; 2048];
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -243,6 +270,11 @@ async fn bridge(
                 }
                 Ok(ClientEvent::Left(l)) => {
                     info!(call = s.id.0, reason = ?l.reason(), "the room ended our participation");
+                    if let (Some(pin), Some(m), proto::DisconnectReason::RoomDeleted) =
+                        (s.pin.as_deref(), media.as_mut(), l.reason())
+                    {
+                        pin_phase::play_to_end(s, m, Prompt::MeetingEnded, pin.language).await;
+                    }
                     return if l.reason() == proto::DisconnectReason::ParticipantRemoved {
                         HangupCause::Removed
                     } else {
@@ -252,7 +284,7 @@ async fn bridge(
                 Err(e) => {
                     warn!(call = s.id.0, "room signalling lost: {e}; rejoining");
                     rec.room_rejoins += 1;
-                    link = match rejoin_room(s, rx, &mut deferred).await {
+                    link = match rejoin_room(s, &room, &token, rx, &mut deferred).await {
                         Ok(l) => l,
                         Err(c) => return c,
                     };
@@ -336,23 +368,26 @@ const REJOIN_ATTEMPTS: u32 = 3;
 /// arrive meanwhile are kept in `deferred` for the caller to apply.
 async fn join_room(
     s: &CallSetup,
+    room: &str,
+    token: &str,
     rx: &mut mpsc::UnboundedReceiver<ToCall>,
     deferred: &mut Vec<ToCall>,
-) -> Result<RoomLink, HangupCause> {
+) -> Result<(RoomLink, usize), HangupCause> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let connect = RoomLink::connect_with(&s.livekit_url, &s.token, s.room_bind_ip, true);
+    let connect = RoomLink::connect_with(&s.livekit_url, token, s.room_bind_ip, true);
     let mut link = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => {
-            warn!(call = s.id.0, room = %s.room, "room leg failed: {e}");
+            warn!(call = s.id.0, %room, "room leg failed: {e}");
             return Err(HangupCause::RoomUnavailable);
         }
         Err(_) => {
-            warn!(call = s.id.0, room = %s.room, "room leg timed out");
+            warn!(call = s.id.0, %room, "room leg timed out");
             return Err(HangupCause::RoomUnavailable);
         }
     };
     let mut asked = false;
+    let mut others = 0;
     loop {
         let ev = tokio::select! {
             ev = link.next_event() => ev,
@@ -371,14 +406,15 @@ async fn join_room(
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                warn!(call = s.id.0, room = %s.room, "room leg: joining timed out");
+                warn!(call = s.id.0, %room, "room leg: joining timed out");
                 link.leave();
                 return Err(HangupCause::RoomUnavailable);
             }
         };
         match ev {
-            Ok(ClientEvent::Joined { .. }) if !asked => {
+            Ok(ClientEvent::Joined { others: o, .. }) if !asked => {
                 asked = true;
+                others = o.len();
                 link.client().publish(
                     CALLER_TRACK,
                     &s.caller,
@@ -387,7 +423,7 @@ async fn join_room(
                 );
                 link.flush();
             }
-            Ok(ClientEvent::Published { .. }) => return Ok(link),
+            Ok(ClientEvent::Published { .. }) => return Ok((link, others)),
             Ok(ClientEvent::Left(_)) | Err(_) => return Err(HangupCause::RoomUnavailable),
             Ok(_) => {}
         }
@@ -399,22 +435,24 @@ async fn join_room(
 /// touched; a few frames are lost meanwhile.
 async fn rejoin_room(
     s: &CallSetup,
+    room: &str,
+    token: &str,
     rx: &mut mpsc::UnboundedReceiver<ToCall>,
     deferred: &mut Vec<ToCall>,
 ) -> Result<RoomLink, HangupCause> {
     let mut last = HangupCause::RoomClosed;
     for attempt in 1..=REJOIN_ATTEMPTS {
         tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-        match join_room(s, rx, deferred).await {
-            Ok(l) => {
-                info!(call = s.id.0, room = %s.room, attempt, "room leg rejoined");
+        match join_room(s, room, token, rx, deferred).await {
+            Ok((l, _)) => {
+                info!(call = s.id.0, %room, attempt, "room leg rejoined");
                 return Ok(l);
             }
             Err(c @ (HangupCause::Shutdown | HangupCause::CallerBye | HangupCause::Cancelled)) => {
                 return Err(c)
             }
             Err(c) => {
-                warn!(call = s.id.0, room = %s.room, attempt, "rejoin failed");
+                warn!(call = s.id.0, %room, attempt, "rejoin failed");
                 last = c;
             }
         }

@@ -399,6 +399,7 @@ impl SipFront {
             media_timeout: self.cfg.media_timeout,
             max_duration: self.cfg.max_call_duration,
             records: self.cfg.call_records.clone(),
+            pin: None,
         };
         info!(call = id.0, %room, "incoming call");
         tokio::spawn(call::run(setup, rx, self.from_calls_tx.clone()));
@@ -642,6 +643,8 @@ impl SipFront {
             HangupCause::Shutdown => "SIP;cause=503;text=\"gateway shutting down\"",
             HangupCause::RoomClosed => "SIP;cause=200;text=\"room closed\"",
             HangupCause::Removed => "SIP;cause=200;text=\"removed from the room\"",
+            HangupCause::PinRefused => "SIP;cause=403;text=\"wrong PIN\"",
+            HangupCause::PinDirectoryFailed => "SIP;cause=503;text=\"PIN directory unavailable\"",
             _ => "SIP;cause=200;text=\"call ended\"",
         };
         let bye = c.dialog.request("BYE", vec![h("Reason", reason)], None);
