@@ -2,5 +2,7 @@
 //! guard per source address, and PIN → room lookups.
 //!
 //! - [`entry`]: the DTMF PIN dialogue (prompts, digits, timeouts, attempts), sans-IO;
+//! - [`guard`]: refuses sources that try too many wrong PINs, sans-IO;
 
 pub mod entry;
+pub mod guard;
