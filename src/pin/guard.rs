@@ -4,7 +4,8 @@
 //! `cool_down`. Sources are IPv4 addresses and IPv6 /64 prefixes (one host usually owns a whole
 //! /64, so counting single v6 addresses would be trivially bypassed); IPv4-mapped IPv6 counts
 //! as IPv4. Memory is bounded: at `capacity` sources, expired entries are purged, then the
-//! least recently seen is evicted.
+//! least recently seen is evicted, sources under cool-down last (so that a flood of new
+//! addresses cannot lift a ban).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -176,7 +177,7 @@ impl BruteForceGuard {
             let oldest = self
                 .sources
                 .iter()
-                .min_by_key(|(_, e)| e.last_seen)
+                .min_by_key(|(_, e)| (e.refused_until.is_some_and(|t| t > now), e.last_seen))
                 .map(|(k, _)| *k);
             match oldest {
                 Some(k) => self.sources.remove(&k),
@@ -278,6 +279,14 @@ mod tests {
         g.record_failure(t0 + S, v4(255));
         assert!(matches!(g.check(t0 + S, v4(255)), Verdict::Refused { .. }));
         assert_eq!(g.len(), 4);
+        // A flood of new sources evicts the others before a refused one.
+        for n in 0..=254u8 {
+            g.record_failure(t0 + 2 * S, v4(n));
+        }
+        assert!(matches!(
+            g.check(t0 + 2 * S, v4(255)),
+            Verdict::Refused { .. }
+        ));
         // Expired entries are purged first.
         g.purge(t0 + 1000 * S);
         assert!(g.is_empty());
