@@ -3,8 +3,11 @@
 //! - [`PinDirectory::LiveKitDispatch`]: Twirp `POST {url}/twirp/livekit.SIP/ListSIPDispatchRule`,
 //!   body `{}`, `Authorization: Bearer <JWT with the sip.admin grant>`; the answer is scanned for
 //!   a `dispatchRuleDirect` rule whose `pin` matches and whose `trunkIds` / `inboundNumbers` /
-//!   `numbers` filters (when non-empty) admit the call. Parsed as `serde_json::Value` rather than
-//!   the pbjson types, which refuse fields a newer server may add.
+//!   `numbers` filters (when non-empty) admit the call; the rule's participant `attributes` and
+//!   `metadata` come along. Parsed as `serde_json::Value` rather than with the pbjson types of
+//!   `livekit-protocol`: those reject enum values they do not know, so one rule using a feature
+//!   newer than the crate would make the whole list unreadable. Field names are accepted in
+//!   both protobuf JSON spellings (`roomName` and `room_name`).
 //! - [`PinDirectory::Roomkit`]: Visio's server-to-server `POST {url}/api/v1.0/roomkit/join/` with
 //!   `{"pin_code": "<PIN>"}` and `Authorization: Bearer <token>` (livekit.md §2.6). It answers
 //!   `200 {"status": "success"}` after ensuring the room's direct dispatch rule, `404` for an
@@ -12,7 +15,10 @@
 //!   so the room is then read from the dispatch rule it ensured (LiveKit Twirp, as above).
 //!
 //! Every lookup is bounded by a timeout ([`LOOKUP_TIMEOUT`]); "no such PIN" is `Ok(None)`,
-//! anything that prevents an answer is a [`LookupError`].
+//! anything that prevents an answer is a [`LookupError`]. The two must stay apart: a caller
+//! whose PIN is unknown hears "wrong PIN" and tries again (an attempt, counted by the
+//! brute-force guard), while a caller whose lookup failed hears "service unavailable" and is
+//! hung up on, without an attempt counted ([`super::entry::LookupOutcome::Failed`]).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -78,14 +84,17 @@ impl std::fmt::Debug for LiveKitApi {
     }
 }
 
-/// What is known of the call, for the dispatch rules' filters.
+/// What is known of the call, for the dispatch rules' filters and the logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LookupContext {
+    /// The call's id (SIP Call-ID or H.323 call identifier), for the logs only.
+    pub call_id: Option<String>,
     /// The LiveKit SIP trunk id the call is attributed to, if any.
     pub trunk_id: Option<String>,
-    /// The caller's number (matched against `inbound_numbers`).
+    /// The caller's number (matched against `inbound_numbers`, ignoring spaces, dashes, dots
+    /// and brackets).
     pub calling_number: Option<String>,
-    /// The number dialled (matched against `numbers`).
+    /// The number dialled (matched against `numbers`, likewise).
     pub called_number: Option<String>,
 }
 
@@ -96,9 +105,26 @@ pub struct RoomMatch {
     pub room_name: String,
     /// The dispatch rule that matched, when the directory has rules.
     pub rule_id: Option<String>,
+    /// Attributes the rule gives the participants it creates (empty if none).
+    pub participant_attributes: HashMap<String, String>,
+    /// Metadata the rule gives the participants it creates.
+    pub participant_metadata: Option<String>,
 }
 
-/// Why a directory could not answer (as opposed to `Ok(None)`: no such PIN).
+impl RoomMatch {
+    /// A match of `room_name` with nothing else known.
+    pub fn room(room_name: impl Into<String>) -> Self {
+        Self {
+            room_name: room_name.into(),
+            rule_id: None,
+            participant_attributes: HashMap::new(),
+            participant_metadata: None,
+        }
+    }
+}
+
+/// Why a directory could not answer (as opposed to `Ok(None)`: no such PIN). The caller hears
+/// "service unavailable", not "wrong PIN" (see the module docs).
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     /// The directory refused our credentials (401/403).
@@ -150,10 +176,7 @@ impl PinDirectory {
         }
         let work = async {
             match self {
-                Self::Static(table) => Ok(table.get(pin).map(|room| RoomMatch {
-                    room_name: room.clone(),
-                    rule_id: None,
-                })),
+                Self::Static(table) => Ok(table.get(pin).map(RoomMatch::room)),
                 Self::Roomkit {
                     url,
                     token,
@@ -171,10 +194,11 @@ impl PinDirectory {
         let result = tokio::time::timeout(timeout, work)
             .await
             .unwrap_or(Err(LookupError::Timeout));
+        let call_id = ctx.call_id.as_deref().unwrap_or("-");
         match &result {
-            Ok(Some(m)) => debug!(room = %m.room_name, "PIN resolved"),
-            Ok(None) => debug!("no room for PIN"),
-            Err(e) => warn!(error = %e, "PIN lookup failed"),
+            Ok(Some(m)) => debug!(call_id, room = %m.room_name, "PIN resolved"),
+            Ok(None) => debug!(call_id, "no room for PIN"),
+            Err(e) => warn!(call_id, error = %e, "PIN lookup failed"),
         }
         result
     }
@@ -275,32 +299,63 @@ fn direct_rule_for(
         if rule_pin != pin || room.is_empty() {
             continue;
         }
-        let admits = |json: &str, proto: &str, value: Option<&String>| {
-            let list: Vec<&str> = field(item, json, proto)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            list.is_empty() || value.is_some_and(|v| list.contains(&v.as_str()))
-        };
-        if !admits("trunkIds", "trunk_ids", ctx.trunk_id.as_ref())
+        let admits =
+            |json: &str, proto: &str, value: Option<&String>, same: fn(&str, &str) -> bool| {
+                let list: Vec<&str> = field(item, json, proto)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                list.is_empty() || value.is_some_and(|v| list.iter().any(|l| same(l, v)))
+            };
+        let exact = |a: &str, b: &str| a == b;
+        if !admits("trunkIds", "trunk_ids", ctx.trunk_id.as_ref(), exact)
             || !admits(
                 "inboundNumbers",
                 "inbound_numbers",
                 ctx.calling_number.as_ref(),
+                same_number,
             )
-            || !admits("numbers", "numbers", ctx.called_number.as_ref())
+            || !admits(
+                "numbers",
+                "numbers",
+                ctx.called_number.as_ref(),
+                same_number,
+            )
         {
             continue;
         }
+        let participant_attributes = field(item, "attributes", "attributes")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let participant_metadata = field(item, "metadata", "metadata")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
         let rule_id = field(item, "sipDispatchRuleId", "sip_dispatch_rule_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
         return Ok(Some(RoomMatch {
             room_name: room.to_owned(),
             rule_id,
+            participant_attributes,
+            participant_metadata,
         }));
     }
     Ok(None)
+}
+
+/// Whether two phone numbers are the same once spaces, dashes, dots and brackets are dropped
+/// (`+33 1 40-00-00-00` is `+33140000000`); anything else must match exactly.
+fn same_number(a: &str, b: &str) -> bool {
+    let skip = |c: &char| matches!(c, ' ' | '-' | '.' | '(' | ')');
+    a.chars()
+        .filter(|c| !skip(c))
+        .eq(b.chars().filter(|c| !skip(c)))
 }
 
 /// A protobuf-JSON field by its JSON (lowerCamel) name, or its proto name.
@@ -385,6 +440,12 @@ mod tests {
             { "sipDispatchRuleId": "SDR_room",
               "rule": { "dispatchRuleDirect": { "roomName": "room-uuid", "pin": "1234567890" } },
               "name": "SIP_room-uuid", "futureField": {"x": 1} },
+            { "sipDispatchRuleId": "SDR_details",
+              "rule": { "dispatchRuleDirect": { "roomName": "details", "pin": "4444444444" } },
+              "numbers": ["+33 1 40-00-00-00"],
+              "attributes": { "visio.source": "phone", "bad": 3 },
+              "metadata": "{\"lobby\":false}",
+              "mediaEncryption": "SIP_MEDIA_ENCRYPT_FROM_THE_FUTURE" },
             { "sip_dispatch_rule_id": "SDR_snake",
               "rule": { "dispatch_rule_direct": { "room_name": "snake", "pin": "5555555555" } } }
         ]})
@@ -454,8 +515,8 @@ mod tests {
 
     fn found(room: &str, rule: &str) -> Option<RoomMatch> {
         Some(RoomMatch {
-            room_name: room.into(),
             rule_id: Some(rule.into()),
+            ..RoomMatch::room(room)
         })
     }
 
@@ -465,10 +526,7 @@ mod tests {
         let ctx = LookupContext::default();
         assert_eq!(
             dir.resolve("1234", &ctx).await.unwrap(),
-            Some(RoomMatch {
-                room_name: "r".into(),
-                rule_id: None
-            })
+            Some(RoomMatch::room("r"))
         );
         assert_eq!(dir.resolve("4321", &ctx).await.unwrap(), None);
         assert_eq!(dir.resolve("12a4", &ctx).await.unwrap(), None);
@@ -525,6 +583,33 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    #[tokio::test]
+    async fn rule_details_and_number_formats() {
+        let dir = PinDirectory::LiveKitDispatch(livekit_server().await);
+        let mut ctx = LookupContext {
+            call_id: Some("abc@host".into()),
+            called_number: Some("+33(1)40.00.00.00".into()),
+            ..Default::default()
+        };
+        let m = dir.resolve("4444444444", &ctx).await.unwrap().unwrap();
+        assert_eq!(m.room_name, "details");
+        assert_eq!(m.rule_id.as_deref(), Some("SDR_details"));
+        // Non-string attribute values are dropped, not fatal.
+        assert_eq!(
+            m.participant_attributes,
+            HashMap::from([("visio.source".to_owned(), "phone".to_owned())])
+        );
+        assert_eq!(
+            m.participant_metadata.as_deref(),
+            Some(r#"{"lobby":false}"#)
+        );
+        ctx.called_number = Some("+33140000001".into());
+        assert_eq!(dir.resolve("4444444444", &ctx).await.unwrap(), None);
+        assert!(same_number("+33 1 40-00-00-00", "+33140000000"));
+        assert!(!same_number("+33140000000", "33140000000"));
+        assert!(!same_number("+3314", "+33140"));
     }
 
     #[tokio::test]
