@@ -26,6 +26,7 @@ say fr fr goodbye "Trop de tentatives incorrectes. Au revoir."
 say fr fr first_participant "Vous êtes le premier participant."
 say fr fr meeting_ended "La réunion est terminée."
 say fr fr joining "Veuillez patienter, vous rejoignez la réunion."
+say fr fr unavailable "Le service est momentanément indisponible. Veuillez rappeler plus tard."
 
 say en en-us enter_pin "Please enter your meeting PIN, followed by the hash key."
 say en en-us wrong_pin "Wrong PIN, please try again."
@@ -33,6 +34,7 @@ say en en-us goodbye "Too many wrong attempts. Goodbye."
 say en en-us first_participant "You are the first participant."
 say en en-us meeting_ended "The meeting has ended."
 say en en-us joining "Please wait, you are joining the meeting."
+say en en-us unavailable "The service is temporarily unavailable. Please call again later."
 
 for f in "$out"/*/*.wav; do
     printf '%s\t%ss\n' "$f" "$(soxi -D "$f")"

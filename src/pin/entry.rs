@@ -10,6 +10,8 @@
 //!      │    └─ (no digit) ─┤                      ▼
 //!      │                   └──────────────▶ Play(WrongPin) ──▶ collect again
 //!      └ attempts exhausted anywhere ──▶ Play(Goodbye) ──▶ Hangup(TooManyAttempts)
+//!
+//!  Lookup ──Failed──▶ Play(Unavailable) ──▶ Hangup(LookupFailed)
 //! ```
 //!
 //! Run loop: after each `handle_*` call, drain [`PinEntry::poll_action`] until `None`, then wake
@@ -17,7 +19,8 @@
 //!
 //! Rules:
 //! - digits typed while the entry prompt (or the wrong-PIN prompt) plays stop it (barge-in,
-//!   [`Action::StopPrompt`]); digits are ignored while a lookup runs or goodbye plays;
+//!   [`Action::StopPrompt`]); digits are ignored while a lookup runs or a closing prompt
+//!   (goodbye, unavailable) plays;
 //! - `#` ends the PIN; reaching `max_digits` ends it too; `*` clears what was typed;
 //! - the first-digit timer starts when the prompt has finished playing; then each digit
 //!   restarts the inter-digit timer; on inter-digit timeout a PIN of at least `min_digits` is
@@ -26,8 +29,9 @@
 //! - a PIN shorter than `min_digits` is a failed attempt without a lookup;
 //! - a PIN given up front (X-PIN header, `room*pin` dialled) is looked up first; if wrong, it
 //!   counts as an attempt and the caller is prompted;
-//! - a lookup failure (directory unreachable) hangs up at once: it is not the caller's fault,
-//!   so it costs no attempt, and retrying would only make them wait.
+//! - a lookup failure (directory unreachable, timeout, HTTP error) is not the caller's fault: it
+//!   costs no attempt and is not "wrong PIN"; the caller hears "service unavailable, call again
+//!   later" and is hung up on (retrying would only make them wait).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -68,7 +72,7 @@ impl Default for PinConfig {
 /// What the shell must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Hang up; with goodbye already played when the reason is `TooManyAttempts`.
+    /// Hang up; the closing prompt (goodbye or unavailable) has already been played.
     Hangup(HangupReason),
     /// Join this room: the dialogue is over.
     Join(String),
@@ -83,7 +87,7 @@ pub enum Action {
 /// Why the dialogue ended without a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HangupReason {
-    /// The PIN directory failed (timeout, HTTP error): map to a 5xx.
+    /// The PIN directory failed (timeout, HTTP error); the caller heard "unavailable".
     LookupFailed,
     /// Every attempt failed.
     TooManyAttempts,
@@ -149,7 +153,7 @@ impl PinEntry {
             return;
         }
         let digits = match &mut self.state {
-            State::Playing { prompt, .. } if *prompt != Prompt::Goodbye => {
+            State::Playing { prompt, .. } if !is_closing(*prompt) => {
                 self.actions.push_back(Action::StopPrompt);
                 self.state = State::Collecting {
                     digits: String::new(),
@@ -187,13 +191,15 @@ impl PinEntry {
         let State::Playing { prompt, .. } = self.state else {
             return;
         };
-        if prompt == Prompt::Goodbye {
-            self.finish(Action::Hangup(HangupReason::TooManyAttempts));
-        } else {
-            self.state = State::Collecting {
-                digits: String::new(),
-                deadline: now + self.config.first_digit_timeout,
-            };
+        match prompt {
+            Prompt::Goodbye => self.finish(Action::Hangup(HangupReason::TooManyAttempts)),
+            Prompt::Unavailable => self.finish(Action::Hangup(HangupReason::LookupFailed)),
+            _ => {
+                self.state = State::Collecting {
+                    digits: String::new(),
+                    deadline: now + self.config.first_digit_timeout,
+                };
+            }
         }
     }
 
@@ -205,7 +211,7 @@ impl PinEntry {
         let preset = std::mem::take(&mut self.preset);
         match outcome {
             LookupOutcome::Found(room) => self.finish(Action::Join(room)),
-            LookupOutcome::Failed => self.finish(Action::Hangup(HangupReason::LookupFailed)),
+            LookupOutcome::Failed => self.play(now, Prompt::Unavailable),
             // A preset PIN was wrong: the caller has not heard the entry prompt yet.
             LookupOutcome::NotFound if preset => self.fail(now, Prompt::EnterPin),
             LookupOutcome::NotFound => self.fail(now, Prompt::WrongPin),
@@ -289,6 +295,11 @@ impl PinEntry {
         self.state = State::Done;
         self.actions.push_back(action);
     }
+}
+
+/// Whether `prompt` ends the dialogue (no barge-in, hang up when it has played).
+fn is_closing(prompt: Prompt) -> bool {
+    matches!(prompt, Prompt::Goodbye | Prompt::Unavailable)
 }
 
 /// Splits the user part of a dialled URI into `(room, pin)`: `room*pin` gives both, an
@@ -482,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn lookup_failure_hangs_up_and_stale_inputs_are_ignored() {
+    fn lookup_failure_says_unavailable_then_hangs_up_and_stale_inputs_are_ignored() {
         let t0 = Instant::now();
         let mut e = PinEntry::new(PinConfig::default(), t0, Some("1234"));
         drain(&mut e);
@@ -490,7 +501,13 @@ mod tests {
         e.handle_timeout(t0 + 100 * S);
         assert_eq!(drain(&mut e), []);
         e.handle_lookup(t0, LookupOutcome::Failed);
+        assert_eq!(drain(&mut e), [play(Prompt::Unavailable)]);
+        assert_eq!(e.failures(), 0, "not the caller's fault");
+        // No barge-in on a closing prompt.
+        assert_eq!(typed(&mut e, t0, "1#"), []);
+        e.handle_prompt_finished(t0 + 5 * S);
         assert_eq!(drain(&mut e), [Action::Hangup(HangupReason::LookupFailed)]);
+        assert!(e.is_done());
         e.handle_lookup(t0, LookupOutcome::Found("late".into()));
         e.handle_digit(t0, '1');
         assert_eq!(drain(&mut e), []);

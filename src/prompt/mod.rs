@@ -26,18 +26,22 @@ pub enum Prompt {
     Joining,
     /// "The meeting has ended."
     MeetingEnded,
+    /// "The service is temporarily unavailable. Please call again later." (the PIN directory
+    /// could not answer: not the caller's fault, so not "wrong PIN").
+    Unavailable,
     /// "Wrong PIN, please try again."
     WrongPin,
 }
 
 impl Prompt {
     /// Every prompt.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::EnterPin,
         Self::FirstParticipant,
         Self::Goodbye,
         Self::Joining,
         Self::MeetingEnded,
+        Self::Unavailable,
         Self::WrongPin,
     ];
 
@@ -49,6 +53,7 @@ impl Prompt {
             Self::Goodbye => "goodbye",
             Self::Joining => "joining",
             Self::MeetingEnded => "meeting_ended",
+            Self::Unavailable => "unavailable",
             Self::WrongPin => "wrong_pin",
         }
     }
@@ -71,6 +76,7 @@ impl Prompt {
             Goodbye => "goodbye",
             Joining => "joining",
             MeetingEnded => "meeting_ended",
+            Unavailable => "unavailable",
             WrongPin => "wrong_pin",
         }
     }
