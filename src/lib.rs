@@ -24,6 +24,7 @@ extern crate tracing;
 
 pub mod call;
 pub mod config;
+pub mod dialplan;
 pub mod gateway;
 pub mod http;
 pub mod livekit;
