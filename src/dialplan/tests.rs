@@ -547,3 +547,51 @@ fn a_set_loads_all_or_nothing() {
     assert_eq!(Dialplan::load_files(&[good]).map(|p| p.rule_count()), Ok(1));
     let _: Vec<PathBuf> = Vec::new();
 }
+
+#[test]
+fn shipped_dialplans_pass_their_expectations() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let (out, code) = cli::check(&[root.join("dialplans")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+    let (out, code) = cli::test(
+        &root.join("dialplans/tests/examples.test.toml"),
+        &root.join("dialplans"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(" passed, 0 failed") && !out.contains("FAIL"),
+        "{out}"
+    );
+}
+
+#[test]
+fn test_command_reports_failures() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[rule]]\nname = \"a\"\nmatch.called = 'x'\naction = { type = \"room\", room = \"r\" }\n",
+    )
+    .expect("write");
+    let cases = dir.path().join("cases.test");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"right\"\nto = \"sip:x@h\"\nexpect = { room = \"r\", rule = \"a\" }\n\n\
+         [[case]]\nname = \"wrong room\"\nto = \"sip:x@h\"\nexpect = { room = \"s\" }\n\n\
+         [[case]]\nname = \"wrong kind\"\nto = \"sip:y@h\"\nexpect = { reject = 403 }\n",
+    )
+    .expect("write");
+    let (out, code) = cli::test(&cases, dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ok   right"), "{out}");
+    assert!(out.contains("FAIL wrong room"), "{out}");
+    assert!(
+        out.contains(":6:1: expected room \"s\", got room \"r\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("expected reject 403, got no rule matched"),
+        "{out}"
+    );
+    assert!(out.ends_with("1 passed, 2 failed\n"), "{out}");
+}
