@@ -94,14 +94,12 @@ pub fn check(paths: &[PathBuf]) -> (String, i32) {
         }
     }
     match Dialplan::load_files(&files) {
-        Ok(plan) => (
-            format!(
-                "ok: {} rules in {} files\n",
-                plan.rule_count(),
-                plan.files().len()
-            ),
-            0,
-        ),
+        Ok(plan) => {
+            let (r, f) = (plan.rule_count(), plan.files().len());
+            let rs = if r == 1 { "rule" } else { "rules" };
+            let fs = if f == 1 { "file" } else { "files" };
+            (format!("ok: {r} {rs} in {f} {fs}\n"), 0)
+        }
         Err(e) => {
             let n = e.diagnostics.len();
             let s = if n == 1 { "" } else { "s" };

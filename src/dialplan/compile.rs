@@ -183,6 +183,10 @@ impl Cx<'_> {
             .iter()
             .filter_map(|t| self.transform(t))
             .collect();
+        if self.diags.len() > before {
+            // A bad match regex would make every capture name look unknown: say it once.
+            return None;
+        }
         let action = self.action(def.action, &known);
         if self.diags.len() > before {
             return None;
