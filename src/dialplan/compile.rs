@@ -105,7 +105,6 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Dialplan, DialplanError> {
             diags: &mut diags,
         };
         for def in def.rule {
-            let span = def.span();
             let def = def.into_inner();
             let name = def.name.get_ref().trim().to_string();
             if name.is_empty() {
@@ -122,7 +121,7 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Dialplan, DialplanError> {
                 }
             }
             let index = rules.len();
-            if let Some(rule) = cx.rule(def, span, path, name, index) {
+            if let Some(rule) = cx.rule(def, path, name, index) {
                 rules.push(rule);
             }
         }
@@ -155,14 +154,7 @@ impl Cx<'_> {
         format!("{}:{l}:{c}", self.file.display())
     }
 
-    fn rule(
-        &mut self,
-        def: RuleDef,
-        _span: Range<usize>,
-        file: &Path,
-        name: String,
-        index: usize,
-    ) -> Option<Rule> {
+    fn rule(&mut self, def: RuleDef, file: &Path, name: String, index: usize) -> Option<Rule> {
         let before = self.diags.len();
         let cond = self.conditions(def.matches.unwrap_or_default());
         let mut known: BTreeSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
@@ -242,8 +234,8 @@ impl Cx<'_> {
                 }
             }
         }
-        c.transports = self.list(&m.transport, "transport");
-        c.protocols = self.list(&m.protocol, "protocol");
+        c.transports = self.list(&m.transport);
+        c.protocols = self.list(&m.protocol);
         if let Some(t) = &m.trunk {
             c.trunks = t.get_ref().0.clone();
         }
@@ -264,7 +256,6 @@ impl Cx<'_> {
     fn list<T: std::str::FromStr<Err = String>>(
         &mut self,
         v: &Option<Spanned<OneOrMany>>,
-        _what: &str,
     ) -> Vec<T> {
         let mut out = Vec::new();
         if let Some(v) = v {
