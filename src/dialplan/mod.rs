@@ -256,7 +256,7 @@ pub enum Outcome {
 pub struct RoomTarget {
     /// Room name (valid per [`crate::http::valid_room_name`]).
     pub room: String,
-    /// Participant display name, if the rule sets one.
+    /// Participant display name, if the rule sets one and it renders non-empty.
     pub participant_name: Option<String>,
     /// Participant attributes.
     pub attributes: BTreeMap<String, String>,

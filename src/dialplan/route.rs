@@ -145,7 +145,10 @@ fn outcome(action: &Action, vars: &BTreeMap<String, String>) -> Outcome {
         } => match room_name(room.render(vars)) {
             Ok(room) => Outcome::Room(RoomTarget {
                 room,
-                participant_name: participant_name.as_ref().map(|t| t.render(vars)),
+                participant_name: participant_name
+                    .as_ref()
+                    .map(|t| t.render(vars))
+                    .filter(|n| !n.is_empty()),
                 attributes: attributes
                     .iter()
                     .map(|(k, t)| (k.clone(), t.render(vars)))
