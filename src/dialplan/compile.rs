@@ -380,22 +380,19 @@ impl Cx<'_> {
     fn template(&mut self, s: &Spanned<String>, known: &BTreeSet<String>) -> Option<Template> {
         match Template::parse(s.get_ref()) {
             Ok(t) => {
-                let unknown: Vec<&str> = t.names().filter(|n| !known.contains(*n)).collect();
-                if unknown.is_empty() {
-                    Some(t)
-                } else {
-                    let all: Vec<&str> = known.iter().map(String::as_str).collect();
-                    self.err(
-                        s.span(),
-                        format!(
-                            "unknown name {{{}}} in template {:?} (known: {})",
-                            unknown[0],
-                            s.get_ref(),
-                            all.join(", ")
-                        ),
-                    );
-                    None
-                }
+                let Some(unknown) = t.names().find(|n| !known.contains(*n)) else {
+                    return Some(t);
+                };
+                let all: Vec<&str> = known.iter().map(String::as_str).collect();
+                self.err(
+                    s.span(),
+                    format!(
+                        "unknown name {{{unknown}}} in template {:?} (known: {})",
+                        s.get_ref(),
+                        all.join(", ")
+                    ),
+                );
+                None
             }
             Err(e) => {
                 self.err(s.span(), e);

@@ -510,6 +510,62 @@ fn errors_name_line_and_column() {
             "3:1: action \"pin\" needs `lookup`",
         ),
         ("[[rule]]\nname = \"a\"\n".into(), "1:1: missing field `action`"),
+        (
+            format!("[[rule]]\nname = \"a\"\nmatch.trunk = []\n{act}\n"),
+            "3:15: empty list",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"room\", room = \"{x\" }\n".into(),
+            "3:34: template \"{x\": unclosed '{'",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"sip:x@y\", protocol = \"iax\" }\n".into(),
+            "3:62: unknown protocol \"iax\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nmin_digits = 8\nmax_digits = 6\nlookup = { type = \"static\", pins = {} }\n".into(),
+            "5:14: min_digits (8) is above max_digits (6)",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlanguage = \"de\"\nlookup = { type = \"static\", pins = {} }\n".into(),
+            "5:12: unknown language \"de\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"static\", pins = {}, url = \"https://x\" }\n".into(),
+            "5:46: `url` does not apply to lookup type \"static\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"roomkit\", url = \"ftp://x\", token = \"t\" }\n".into(),
+            "5:36: bad url \"ftp://x\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"livekit_dispatch\", url = \"https://lk\", api_key = \"k\", api_secret = \"s\", api_secret_env = \"S\" }\n".into(),
+            "5:109: give `api_secret` or `api_secret_env`, not both",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"ldap\" }\n".into(),
+            "5:19: unknown lookup type \"ldap\"",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\ntransform = [{{ type = \"strip_prefix\" }}]\n{act}\n"),
+            "3:14: transform \"strip_prefix\" needs `prefix`",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\ntransform = [{{ type = \"add_prefix\", prefix = \"1\", country = \"FR\" }}]\n{act}\n"),
+            "3:61: `country` does not apply to transform type \"add_prefix\"",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\ntransform = [{{ type = \"replace\", pattern = '[', with = \"\" }}]\n{act}\n"),
+            "3:44: bad regex \"[\"",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\ntransform = [{{ type = \"upper\" }}]\n{act}\n"),
+            "3:23: unknown transform type \"upper\"",
+        ),
+        (
+            format!("[[rule]]\nname = \" \"\n{act}\n"),
+            "2:8: rule name is empty",
+        ),
     ];
     let mut failed = Vec::new();
     for (src, want) in cases {
