@@ -283,6 +283,36 @@ pub struct PinAction {
     pub lookup: PinLookup,
 }
 
+impl PinAction {
+    /// A PIN the call already carries, when the rule accepts it: an `X-PIN` header
+    /// (`pin_header`), else the dialled user part `room*PIN` or `PIN` (`pin_in_uri`). Only
+    /// digit strings of `min_digits` to `max_digits` count; `None`: prompt for it.
+    pub fn signalled_pin(&self, req: &RouteRequest) -> Option<String> {
+        let fits = |p: &str| {
+            (self.min_digits as usize..=self.max_digits as usize).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+        };
+        if self.pin_header {
+            let header = req
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("x-pin"))
+                .map(|(_, v)| v.trim());
+            if let Some(p) = header.filter(|p| fits(p)) {
+                return Some(p.to_string());
+            }
+        }
+        if self.pin_in_uri {
+            let user = req.called.user.as_str();
+            let candidate = user.rsplit_once('*').map_or(user, |(_, p)| p);
+            if fits(candidate) {
+                return Some(candidate.to_string());
+            }
+        }
+        None
+    }
+}
+
 /// Prompt language of the PIN collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptLanguage {

@@ -650,3 +650,58 @@ fn test_command_reports_failures() {
     );
     assert!(out.ends_with("1 passed, 2 failed\n"), "{out}");
 }
+
+#[test]
+fn pin_carried_by_the_call() {
+    let pin = |header: bool, uri: bool| PinAction {
+        language: PromptLanguage::Auto,
+        min_digits: 4,
+        max_digits: 6,
+        timeout: Duration::from_secs(10),
+        attempts: 3,
+        pin_header: header,
+        pin_in_uri: uri,
+        lookup: PinLookup::Static(Arc::default()),
+    };
+    let req = |to: &str, xpin: Option<&str>| {
+        let mut r = RouteRequest::sip(to, "");
+        if let Some(p) = xpin {
+            r.headers.push(("x-pin".into(), p.into()));
+        }
+        r
+    };
+    let cases = [
+        (
+            pin(true, false),
+            req("sip:reception@gw", Some(" 1234 ")),
+            Some("1234"),
+        ),
+        (
+            pin(false, false),
+            req("sip:reception@gw", Some("1234")),
+            None,
+        ),
+        (pin(true, false), req("sip:reception@gw", Some("12")), None),
+        (
+            pin(true, false),
+            req("sip:reception@gw", Some("12a4")),
+            None,
+        ),
+        (
+            pin(true, true),
+            req("sip:board*5678@gw", None),
+            Some("5678"),
+        ),
+        (pin(true, true), req("sip:567890@gw", None), Some("567890")),
+        (pin(true, true), req("sip:5678901@gw", None), None),
+        (pin(true, false), req("sip:board*5678@gw", None), None),
+        (
+            pin(true, true),
+            req("sip:board*5678@gw", Some("1111")),
+            Some("1111"),
+        ),
+    ];
+    for (p, r, want) in cases {
+        assert_eq!(p.signalled_pin(&r).as_deref(), want, "{r:?} {p:?}");
+    }
+}
