@@ -132,7 +132,9 @@ impl Party {
             }
         }
         for scheme in ["sips:", "sip:", "tel:", "h323:"] {
-            if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            if s.get(..scheme.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+            {
                 s = &s[scheme.len()..];
                 break;
             }

@@ -705,3 +705,40 @@ fn pin_carried_by_the_call() {
         assert_eq!(p.signalled_pin(&r).as_deref(), want, "{r:?} {p:?}");
     }
 }
+
+proptest::proptest! {
+    /// Whatever is dialled, routing through the shipped plan and an E.164 step decides
+    /// something (no panic, and a room outcome is always a valid room name).
+    #[test]
+    fn routing_never_panics(to in "\\PC{0,40}", from in "[+0-9a-z@.:]{0,20}", h323 in proptest::bool::ANY) {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let shipped = Dialplan::load_dir(&root.join("dialplans")).expect("shipped plan loads");
+        let mut req = RouteRequest::sip(&to, &from);
+        if h323 {
+            req.protocol = Protocol::H323;
+        }
+        req.trunk = Some("pstn-ovh".into());
+        let r = shipped.route(&req);
+        if let Outcome::Room(t) = &r.outcome {
+            proptest::prop_assert!(crate::http::valid_room_name(&t.room));
+        }
+        let t = transform::Transform::E164(transform::country("FR").expect("FR"));
+        let _ = t.apply(&to);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Whatever a file holds, loading gives a plan or located errors, never a panic.
+    #[test]
+    fn loading_never_panics(
+        body in "(\\[\\[rule\\]\\]\nname = \"[a-z]{0,3}\"\n)?(match\\.called = '\\PC{0,8}'\n)?(action = \\{ type = \"(room|pin|reject)\", (room|code) = (\"\\PC{0,6}\"|[0-9]{1,4}) \\}\n)?\\PC{0,20}",
+    ) {
+        let (_dir, r) = load("p.toml", &body);
+        if let Err(e) = r {
+            for d in &e.diagnostics {
+                proptest::prop_assert!(d.line >= 1 && d.col >= 1, "{d}");
+            }
+        }
+    }
+}
