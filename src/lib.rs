@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`config`]: the TOML configuration and its `JONCTION_*` environment overrides;
 //! - [`token`]: LiveKit access tokens (mint and verify);
+//! - [`dialplan`]: call routing rules (`dialplans/*.toml`): engine, hot reload, admin CLI;
 //! - [`rooms`]: the embedded room server (sans-IO core + tokio shell);
 //! - [`sip`]: the SIP protocol core: messages, validation, transactions, endpoint, SDP;
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
@@ -27,6 +28,7 @@ extern crate tracing;
 
 pub mod call;
 pub mod config;
+pub mod dialplan;
 pub mod gateway;
 pub mod http;
 pub mod livekit;

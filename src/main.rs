@@ -1,4 +1,4 @@
-//! The `jonction` command: `run`, `token`, `check-config`, `version`.
+//! The `jonction` command: `run`, `token`, `check-config`, `dialplan`, `version`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -56,6 +56,11 @@ enum Command {
     },
     /// Check the configuration and print the effective values.
     CheckConfig,
+    /// Dialplan tools: check files, dry-run a call, run test cases.
+    Dialplan {
+        #[command(subcommand)]
+        command: jonction::dialplan::cli::DialplanCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -66,6 +71,16 @@ fn main() -> ExitCode {
         println!("jonction {}", jonction::VERSION);
         return ExitCode::SUCCESS;
     }
+    if let Command::Dialplan { command } = &cli.command {
+        // Needs no configuration: an admin checks files before deploying them.
+        let (out, code) = jonction::dialplan::cli::run(command);
+        let _ = if code == 0 {
+            std::io::stdout().lock().write_all(out.as_bytes())
+        } else {
+            std::io::stderr().lock().write_all(out.as_bytes())
+        };
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -74,7 +89,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Version => ExitCode::SUCCESS,
+        Command::Version | Command::Dialplan { .. } => ExitCode::SUCCESS,
         Command::CheckConfig => {
             // A closed stdout (`| head`) is not an error worth a panic.
             let mut out = std::io::stdout().lock();

@@ -125,3 +125,140 @@ fn check_config_names_bad_keys_and_their_origin() {
     assert_eq!(code, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `jonction` for each argument list from the crate root and compares the transcript with
+/// `tests/data/dialplan/<golden>` (`UPDATE_GOLDEN=1` rewrites it).
+fn golden(golden: &str, runs: &[&[&str]]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut transcript = String::new();
+    for args in runs {
+        let out = Command::new(env!("CARGO_BIN_EXE_jonction"))
+            .current_dir(root)
+            .args(*args)
+            .output()
+            .expect("jonction runs");
+        transcript.push_str(&format!("$ jonction {}\n", args.join(" ")));
+        transcript.push_str(&String::from_utf8_lossy(&out.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&out.stderr));
+        transcript.push_str(&format!("[exit {}]\n\n", out.status.code().unwrap_or(-1)));
+    }
+    let path = format!("{root}/tests/data/dialplan/{golden}");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &transcript).expect("write golden");
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        transcript, want,
+        "output differs from {path} (UPDATE_GOLDEN=1 to rewrite it)"
+    );
+}
+
+#[test]
+fn dialplan_check_golden() {
+    golden(
+        "check.golden",
+        &[
+            &["dialplan", "check"],
+            &["dialplan", "check", "dialplans/10-rooms.toml"],
+            &["dialplan", "check", "tests/data/dialplan/bad"],
+            &[
+                "dialplan",
+                "check",
+                "dialplans",
+                "tests/data/dialplan/bad/20-rules.toml",
+            ],
+            &["dialplan", "check", "tests/data/dialplan/missing.toml"],
+        ],
+    );
+}
+
+#[test]
+fn dialplan_route_golden() {
+    golden(
+        "route.golden",
+        &[
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "sip:demo@gw.example.org",
+                "--from",
+                "sip:alice@example.org",
+            ],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "sip:demo@gw",
+                "--from",
+                "tel:+33899123456",
+            ],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "0187654321",
+                "--header",
+                "X-PIN: 1234567890",
+            ],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "h323:7001",
+                "--protocol",
+                "h323",
+            ],
+            &["dialplan", "route", "--to", "tel:+33199001042"],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "sip:0140000000@ovh",
+                "--trunk",
+                "pstn-ovh",
+                "--source",
+                "192.0.2.1",
+                "--transport",
+                "tls",
+            ],
+            &["dialplan", "route", "--to", "sip:123@gw"],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "sip:demo@gw",
+                "--protocol",
+                "q931",
+            ],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "sip:demo@gw",
+                "--dir",
+                "tests/data/dialplan/bad",
+            ],
+        ],
+    );
+}
+
+#[test]
+fn dialplan_test_shipped_expectations() {
+    let (code, out, err) = jonction(
+        &[
+            "dialplan",
+            "test",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/dialplans/tests/examples.test.toml"
+            ),
+            "--dir",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
