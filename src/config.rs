@@ -37,6 +37,28 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// SIP signalling and media.
     pub sip: SipConfig,
+    /// Call routing rules.
+    pub dialplan: DialplanConfig,
+}
+
+/// `[dialplan]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialplanConfig {
+    /// Directory of the rule files (`*.toml`, read in file-name order).
+    pub dir: PathBuf,
+    /// How often the directory is checked for changes (hot reload).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for DialplanConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("dialplans"),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `[sip]`

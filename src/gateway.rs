@@ -74,9 +74,21 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         } else {
             cfg.livekit.url.clone()
         };
+        let plan = load_dialplan(&cfg.dialplan.dir)?;
+        let handle = crate::dialplan::reload::DialplanHandle::new(plan);
+        crate::dialplan::reload::spawn_watch(
+            cfg.dialplan.dir.clone(),
+            cfg.dialplan.reload_interval,
+            handle.clone(),
+        );
+        let admission = std::sync::Arc::new(crate::call::admission::Admission::new(
+            handle,
+            Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret),
+            livekit_url.clone(),
+        ));
         let ctx = crate::sip::service::Context {
             livekit_url,
-            keys: Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret),
+            admission,
         };
         let front = crate::sip::service::SipFront::bind(&cfg.sip, ctx)
             .await
@@ -162,5 +174,21 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The dialplan at start-up: a refused plan stops the start (there is no running plan to keep);
+/// a missing directory gives an empty plan (every call 404) until files appear.
+fn load_dialplan(dir: &std::path::Path) -> anyhow::Result<crate::dialplan::Dialplan> {
+    if !dir.is_dir() {
+        warn!(dir = %dir.display(), "dialplan directory not found: every call gets 404 until it appears");
+        return Ok(crate::dialplan::Dialplan::default());
+    }
+    match crate::dialplan::Dialplan::load_dir(dir) {
+        Ok(plan) => {
+            info!(dir = %dir.display(), rules = plan.rule_count(), "dialplan loaded");
+            Ok(plan)
+        }
+        Err(e) => anyhow::bail!("dialplan refused (dialplan.dir = {}):\n{e}", dir.display()),
     }
 }

@@ -186,6 +186,16 @@ impl Keys {
 }
 
 impl Keys {
+    /// The API key.
+    pub fn api_key(&self) -> &str {
+        &self.key
+    }
+
+    /// The API secret.
+    pub fn api_secret(&self) -> &str {
+        &self.secret
+    }
+
     /// Verifies a server API token (signature, issuer, expiry) and reads its admin grants.
     pub fn verify_admin(&self, jwt: &str) -> Result<AdminGrant, TokenError> {
         let claims = TokenVerifier::with_api_key(&self.key, &self.secret)

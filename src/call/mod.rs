@@ -2,6 +2,7 @@
 //! media bridge, run as one task so media never crosses a channel. The protocol front (SIP)
 //! drives it with [`ToCall`] commands and hears back through [`FromCall`] events.
 
+pub mod admission;
 pub mod media;
 pub mod pin_phase;
 pub mod record;

@@ -1,9 +1,10 @@
 //! The SIP front (tokio shell): owns the UDP socket, drives the sans-IO [`Endpoint`], keeps the
-//! dialogs of the calls, answers OPTIONS, routes INVITEs to rooms (the user part names the room
-//! until dialplans arrive), and runs each call as its own task ([`crate::call`]).
+//! dialogs of the calls, answers OPTIONS, routes INVITEs through the dialplan
+//! ([`crate::call::admission`]), and runs each call as its own task ([`crate::call`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -16,16 +17,17 @@ use super::message::{Header, Message};
 use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
+use crate::call::admission::{Admission, Caller, Decision};
 use crate::call::{self, CallId, CallSetup, FromCall, HangupCause, ToCall};
 use crate::config::SipConfig;
-use crate::token::{Keys, TokenRequest};
+use crate::dialplan::{Party, Protocol, RouteRequest, Transport as DpTransport};
 
 /// What the SIP front needs besides its own config.
 pub struct Context {
     /// LiveKit URL of the room legs.
     pub livekit_url: String,
-    /// Keys to mint room-leg tokens.
-    pub keys: Keys,
+    /// Routing (dialplan), room-leg tokens and PIN protection, shared with the other fronts.
+    pub admission: Arc<Admission>,
 }
 
 struct CallEntry {
@@ -267,14 +269,47 @@ impl SipFront {
             }
         };
         let uri = msg.request().map(|r| r.uri.clone()).unwrap_or_default();
-        let room = user_of(&uri).unwrap_or_default();
-        if !crate::http::valid_room_name(&room) {
-            let r = response_to(&msg, 404, "Not Found", &tag);
-            {
+        let called = user_of(&uri).unwrap_or_default();
+        let from_uri = msg
+            .header("From")
+            .map(super::dialog::uri_of)
+            .unwrap_or_default();
+        let caller = user_of(&from_uri).unwrap_or_default();
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let admitted = Caller {
+            id,
+            call_id: msg.header("Call-ID").unwrap_or_default().to_string(),
+            request: RouteRequest {
+                protocol: Protocol::Sip,
+                called: Party::from_uri(&uri),
+                calling: Party::from_uri(&from_uri),
+                source: Some(peer.remote.ip()),
+                transport: match peer.transport {
+                    Transport::Udp => DpTransport::Udp,
+                    Transport::Tcp => DpTransport::Tcp,
+                },
+                trunk: None,
+                headers: msg
+                    .headers
+                    .iter()
+                    .map(|x| (x.name.clone(), x.value.clone()))
+                    .collect(),
+            },
+            accept_language: msg.header("Accept-Language").map(str::to_string),
+        };
+        let (room, token, pin) = match self.ctx.admission.decide(&admitted) {
+            Decision::Room { room, token } => (room, token, None),
+            Decision::Pin(p) => (String::new(), String::new(), Some(p)),
+            Decision::Refuse {
+                sip_code, reason, ..
+            } => {
+                info!(call = id.0, %called, sip_code, %reason, "call refused by the dialplan");
+                let r = response_to(&msg, sip_code, &reason, &tag);
                 self.ep.respond(&key, r);
                 return;
             }
-        }
+        };
         // No body: a delayed offer (RFC 3261 §13.2.1): we offer in the 2xx, the ACK answers.
         let offer = match (!msg.body.is_empty()).then(|| SessionDescription::parse(&msg.body)) {
             None => None,
@@ -323,7 +358,7 @@ impl SipFront {
                 if let Some(w) = rej.warning {
                     r.headers.push(h("Warning", w));
                 }
-                info!(%room, "call refused: {}", rej.error);
+                info!(%called, "call refused: {}", rej.error);
                 {
                     self.ep.respond(&key, r);
                     return;
@@ -331,7 +366,7 @@ impl SipFront {
             }
         };
         let contact = format!(
-            "sip:{room}@{}",
+            "sip:{called}@{}",
             SocketAddr::new(self.advertised, self.local.port())
         );
         let Some(dialog) = Dialog::new(&msg, &tag, &contact) else {
@@ -348,40 +383,6 @@ impl SipFront {
         };
         let answer_sdp = sdp_session.render(&local_sdp);
         let delayed_offer = negotiated.is_none().then(|| answer_sdp.clone());
-        let caller = msg
-            .header("From")
-            .map(super::dialog::uri_of)
-            .and_then(|u| user_of(&u))
-            .unwrap_or_default();
-        let id = CallId(self.next_call);
-        self.next_call += 1;
-        let mut treq =
-            TokenRequest::new(room.clone(), format!("sip_{}_{}", sanitize(&caller), id.0));
-        treq.name = if caller.is_empty() {
-            "Phone".into()
-        } else {
-            caller.clone()
-        };
-        treq.kind = "sip".into();
-        treq.attributes
-            .insert("sip.callID".into(), dialog.call_id.clone());
-        treq.attributes
-            .insert("sip.phoneNumber".into(), caller.clone());
-        treq.attributes
-            .insert("sip.trunkPhoneNumber".into(), room.clone());
-        treq.attributes
-            .insert("sip.callStatus".into(), "active".into());
-        let token = match self.ctx.keys.mint(&treq) {
-            Ok(t) => t,
-            Err(e) => {
-                error!("cannot mint a room token: {e}");
-                let r = response_to(&msg, 500, "Server Internal Error", &tag);
-                {
-                    self.ep.respond(&key, r);
-                    return;
-                }
-            }
-        };
         let ringing = dialog.response(&msg, 180, "Ringing", None);
         self.ep.respond(&key, ringing);
         let (to_call, rx) = mpsc::unbounded_channel();
@@ -390,7 +391,7 @@ impl SipFront {
             sip_call_id: dialog.call_id.clone(),
             room: room.clone(),
             caller,
-            callee: room.clone(),
+            callee: called.clone(),
             negotiated,
             rtp,
             livekit_url: self.ctx.livekit_url.clone(),
@@ -399,9 +400,9 @@ impl SipFront {
             media_timeout: self.cfg.media_timeout,
             max_duration: self.cfg.max_call_duration,
             records: self.cfg.call_records.clone(),
-            pin: None,
+            pin,
         };
-        info!(call = id.0, %room, "incoming call");
+        info!(call = id.0, %called, %room, "incoming call");
         tokio::spawn(call::run(setup, rx, self.from_calls_tx.clone()));
         self.calls.insert(
             id,
@@ -922,12 +923,6 @@ fn h(name: &str, value: impl Into<String>) -> Header {
     }
 }
 
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '-')
-        .take(32)
-        .collect()
-}
 
 /// The local address to use for room-leg media: loopback for a loopback LiveKit URL.
 fn room_bind_ip(url: &str) -> IpAddr {
