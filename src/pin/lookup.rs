@@ -3,11 +3,13 @@
 //! - [`PinDirectory::LiveKitDispatch`]: Twirp `POST {url}/twirp/livekit.SIP/ListSIPDispatchRule`,
 //!   body `{}`, `Authorization: Bearer <JWT with the sip.admin grant>`; the answer is scanned for
 //!   a `dispatchRuleDirect` rule whose `pin` matches and whose `trunkIds` / `inboundNumbers` /
-//!   `numbers` filters (when non-empty) admit the call; the rule's participant `attributes` and
-//!   `metadata` come along. Parsed as `serde_json::Value` rather than with the pbjson types of
+//!   `numbers` filters (when non-empty) admit the call (the rule naming the most of them wins over
+//!   catch-all rules, as in LiveKit); the rule's participant `attributes` and `metadata` come
+//!   along. Parsed as `serde_json::Value` rather than with the pbjson types of
 //!   `livekit-protocol`: those reject enum values they do not know, so one rule using a feature
 //!   newer than the crate would make the whole list unreadable. Field names are accepted in
-//!   both protobuf JSON spellings (`roomName` and `room_name`).
+//!   both protobuf JSON spellings (`roomName` and `room_name`). The server pages through all its
+//!   rules itself when the request has no `page`, so one request sees them all.
 //! - [`PinDirectory::Roomkit`]: Visio's server-to-server `POST {url}/api/v1.0/roomkit/join/` with
 //!   `{"pin_code": "<PIN>"}` and `Authorization: Bearer <token>` (livekit.md §2.6). It answers
 //!   `200 {"status": "success"}` after ensuring the room's direct dispatch rule, `404` for an
@@ -285,6 +287,9 @@ fn direct_rule_for(
         Some(Value::Array(items)) => items,
         Some(_) => return Err(LookupError::Malformed("items is not a list".into())),
     };
+    // (specificity, item, room): like LiveKit, a rule whose filters name this call wins over a
+    // catch-all one; among equals, the first listed.
+    let mut best: Option<(usize, &Value, &str)> = None;
     for item in items {
         let Some(direct) = field(item, "rule", "rule")
             .and_then(|r| field(r, "dispatchRuleDirect", "dispatch_rule_direct"))
@@ -299,54 +304,70 @@ fn direct_rule_for(
         if rule_pin != pin || room.is_empty() {
             continue;
         }
+        // Some(true): a non-empty filter names the call; Some(false): no filter; None: excluded.
         let admits =
             |json: &str, proto: &str, value: Option<&String>, same: fn(&str, &str) -> bool| {
                 let list: Vec<&str> = field(item, json, proto)
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                list.is_empty() || value.is_some_and(|v| list.iter().any(|l| same(l, v)))
+                if list.is_empty() {
+                    return Some(false);
+                }
+                value
+                    .is_some_and(|v| list.iter().any(|l| same(l, v)))
+                    .then_some(true)
             };
         let exact = |a: &str, b: &str| a == b;
-        if !admits("trunkIds", "trunk_ids", ctx.trunk_id.as_ref(), exact)
-            || !admits(
+        let filters = [
+            admits("trunkIds", "trunk_ids", ctx.trunk_id.as_ref(), exact),
+            admits(
                 "inboundNumbers",
                 "inbound_numbers",
                 ctx.calling_number.as_ref(),
                 same_number,
-            )
-            || !admits(
+            ),
+            admits(
                 "numbers",
                 "numbers",
                 ctx.called_number.as_ref(),
                 same_number,
-            )
-        {
+            ),
+        ];
+        let Some(specificity) = filters
+            .into_iter()
+            .try_fold(0, |n, f| f.map(|named| n + usize::from(named)))
+        else {
             continue;
+        };
+        if best.is_none_or(|(b, _, _)| specificity > b) {
+            best = Some((specificity, item, room));
         }
-        let participant_attributes = field(item, "attributes", "attributes")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let participant_metadata = field(item, "metadata", "metadata")
-            .and_then(Value::as_str)
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned);
-        let rule_id = field(item, "sipDispatchRuleId", "sip_dispatch_rule_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        return Ok(Some(RoomMatch {
-            room_name: room.to_owned(),
-            rule_id,
-            participant_attributes,
-            participant_metadata,
-        }));
     }
-    Ok(None)
+    let Some((_, item, room)) = best else {
+        return Ok(None);
+    };
+    let participant_attributes = field(item, "attributes", "attributes")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let participant_metadata = field(item, "metadata", "metadata")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    let rule_id = field(item, "sipDispatchRuleId", "sip_dispatch_rule_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Some(RoomMatch {
+        room_name: room.to_owned(),
+        rule_id,
+        participant_attributes,
+        participant_metadata,
+    }))
 }
 
 /// Whether two phone numbers are the same once spaces, dashes, dots and brackets are dropped
@@ -446,6 +467,11 @@ mod tests {
               "attributes": { "visio.source": "phone", "bad": 3 },
               "metadata": "{\"lobby\":false}",
               "mediaEncryption": "SIP_MEDIA_ENCRYPT_FROM_THE_FUTURE" },
+            { "sipDispatchRuleId": "SDR_any",
+              "rule": { "dispatchRuleDirect": { "roomName": "any", "pin": "6666666666" } } },
+            { "sipDispatchRuleId": "SDR_b",
+              "rule": { "dispatchRuleDirect": { "roomName": "trunk-b", "pin": "6666666666" } },
+              "trunkIds": ["ST_b"] },
             { "sip_dispatch_rule_id": "SDR_snake",
               "rule": { "dispatch_rule_direct": { "room_name": "snake", "pin": "5555555555" } } }
         ]})
@@ -607,6 +633,16 @@ mod tests {
         );
         ctx.called_number = Some("+33140000001".into());
         assert_eq!(dir.resolve("4444444444", &ctx).await.unwrap(), None);
+        // A rule naming the call's trunk beats a catch-all one, wherever it is listed.
+        assert_eq!(
+            dir.resolve("6666666666", &ctx).await.unwrap(),
+            found("any", "SDR_any")
+        );
+        ctx.trunk_id = Some("ST_b".into());
+        assert_eq!(
+            dir.resolve("6666666666", &ctx).await.unwrap(),
+            found("trunk-b", "SDR_b")
+        );
         assert!(same_number("+33 1 40-00-00-00", "+33140000000"));
         assert!(!same_number("+33140000000", "33140000000"));
         assert!(!same_number("+3314", "+33140"));
