@@ -29,6 +29,8 @@ use std::time::Duration;
 use livekit_api::access_token::{AccessToken, SIPGrants};
 use serde_json::Value;
 
+use super::entry::LookupOutcome;
+
 /// Time allowed for a whole lookup (all its requests).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest PIN sent to a directory; longer input is "no such PIN" without a request.
@@ -153,6 +155,18 @@ pub enum LookupError {
     /// The LiveKit API token could not be minted (bad key/secret).
     #[error("cannot mint LiveKit API token: {0}")]
     Token(String),
+}
+
+impl LookupOutcome {
+    /// What the PIN dialogue needs to know of a lookup's result (the shell keeps the
+    /// [`RoomMatch`] for the join itself).
+    pub fn of(result: &Result<Option<RoomMatch>, LookupError>) -> Self {
+        match result {
+            Ok(Some(m)) => Self::Found(m.room_name.clone()),
+            Ok(None) => Self::NotFound,
+            Err(_) => Self::Failed,
+        }
+    }
 }
 
 impl PinDirectory {
