@@ -6,8 +6,9 @@
 //! - [`lookup`]: PIN → room via a static table, Visio roomkit or LiveKit dispatch rules (tokio).
 //!
 //! How a call task wires them (the test `caller_journey` below runs exactly this):
-//! 1. before answering, [`guard::BruteForceGuard::check`] the source address: `Refused` → reject
-//!    the call (e.g. SIP 403/486) without prompting;
+//! 1. before answering, [`guard::BruteForceGuard::check`] the source address (or, for calls
+//!    through a trusted trunk, [`guard::GuardKey::caller`]): `Refused` → reject the call (e.g.
+//!    SIP 403/486) without prompting;
 //! 2. [`entry::PinEntry::new`] with the PIN given up front, if any (X-PIN header, or
 //!    [`entry::split_dialled_pin`] of the request-URI user part);
 //! 3. drain [`entry::PinEntry::poll_action`]: `Play` → feed a [`crate::prompt::PromptPlayer`]
