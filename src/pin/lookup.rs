@@ -43,7 +43,8 @@ pub enum PinDirectory {
     Static(HashMap<String, String>),
     /// Visio's roomkit API, then LiveKit's dispatch rules for the room name.
     Roomkit {
-        /// Base URL of the Visio backend (`https://visio.example`).
+        /// Base URL of the Visio backend (`https://visio.example`), or its full join endpoint
+        /// (`https://visio.example/api/v1.0/roomkit/join/`).
         url: String,
         /// `ROOMKIT_SERVER_TO_SERVER_API_TOKEN`.
         token: String,
@@ -262,7 +263,7 @@ impl LiveKitApi {
 
 /// Asks roomkit to prepare the room of `pin`: `true` if it exists.
 async fn roomkit_join(url: &str, token: &str, pin: &str) -> Result<bool, LookupError> {
-    let url = format!("{}/api/v1.0/roomkit/join/", url.trim_end_matches('/'));
+    let url = roomkit_join_url(url);
     let resp = client()?
         .post(url)
         .bearer_auth(token)
@@ -287,6 +288,17 @@ async fn roomkit_join(url: &str, token: &str, pin: &str) -> Result<bool, LookupE
         _ => Err(LookupError::Malformed(format!(
             "roomkit answer without status success: {body}"
         ))),
+    }
+}
+
+/// The join endpoint from the backend's base URL, or the endpoint itself if configured so
+/// (livekit-sip's Visio fork configures the full join URL).
+fn roomkit_join_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    if base.ends_with("/roomkit/join") {
+        format!("{base}/")
+    } else {
+        format!("{base}/api/v1.0/roomkit/join/")
     }
 }
 
@@ -522,9 +534,17 @@ mod tests {
                 Json(serde_json::json!({"detail": "no"})),
             );
         }
-        let pin = serde_json::from_str::<Value>(&body)
+        let json = headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/json");
+        if !json {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(Value::Null));
+        }
+        // The body is exactly `{"pin_code": "<PIN>"}`.
+        let pin = serde_json::from_str::<HashMap<String, String>>(&body)
             .ok()
-            .and_then(|v| v.get("pin_code").and_then(Value::as_str).map(str::to_owned));
+            .filter(|m| m.len() == 1)
+            .and_then(|mut m| m.remove("pin_code"));
         match pin.as_deref() {
             Some(p) if p.len() != 10 => (StatusCode::BAD_REQUEST, Json(serde_json::json!({}))),
             Some("1234567890") => (
@@ -660,6 +680,19 @@ mod tests {
         assert!(same_number("+33 1 40-00-00-00", "+33140000000"));
         assert!(!same_number("+33140000000", "33140000000"));
         assert!(!same_number("+3314", "+33140"));
+    }
+
+    #[test]
+    fn roomkit_url_forms() {
+        let want = "https://v.example/api/v1.0/roomkit/join/";
+        for url in [
+            "https://v.example",
+            "https://v.example/",
+            "https://v.example/api/v1.0/roomkit/join",
+            "https://v.example/api/v1.0/roomkit/join/",
+        ] {
+            assert_eq!(roomkit_join_url(url), want, "{url}");
+        }
     }
 
     #[tokio::test]
