@@ -6,9 +6,14 @@
 //! as IPv4. Memory is bounded: at `capacity` sources, expired entries are purged, then the
 //! least recently seen is evicted, sources under cool-down last (so that a flood of new
 //! addresses cannot lift a ban).
+//!
+//! Calls that come through a SIP trunk or proxy all carry its address: charging their failures
+//! to that address would let one attacker lock every PSTN caller out. For such trusted
+//! addresses, charge the caller's number instead ([`GuardKey::caller`]); the deployment decides
+//! which addresses are trunks.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 /// Tunables of the guard.
@@ -47,19 +52,38 @@ pub enum Verdict {
     },
 }
 
-/// The source key: an IPv4 address or an IPv6 /64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Source {
-    V4(u32),
+/// Who wrong PINs are charged to. An [`IpAddr`] converts into its address key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GuardKey {
+    /// A caller number behind a trusted trunk or proxy address.
+    Caller {
+        /// The trunk's address.
+        trunk: IpAddr,
+        /// The caller's number, as signalled.
+        number: String,
+    },
+    /// An IPv4 address (IPv4-mapped IPv6 included).
+    V4(Ipv4Addr),
+    /// An IPv6 /64 prefix (the upper 64 bits of the address).
     V6Prefix(u64),
 }
 
-impl From<IpAddr> for Source {
+impl GuardKey {
+    /// The key of `number` calling through the trusted trunk or proxy at `trunk`.
+    pub fn caller(trunk: IpAddr, number: &str) -> Self {
+        Self::Caller {
+            trunk,
+            number: number.to_owned(),
+        }
+    }
+}
+
+impl From<IpAddr> for GuardKey {
     fn from(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(v4) => Self::V4(v4.into()),
+            IpAddr::V4(v4) => Self::V4(v4),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self::V4(v4.into()),
+                Some(v4) => Self::V4(v4),
                 None => Self::V6Prefix((u128::from(v6) >> 64) as u64),
             },
         }
@@ -86,7 +110,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct BruteForceGuard {
     config: GuardConfig,
-    sources: HashMap<Source, Entry>,
+    sources: HashMap<GuardKey, Entry>,
 }
 
 impl BruteForceGuard {
@@ -98,14 +122,14 @@ impl BruteForceGuard {
         }
     }
 
-    /// Records a wrong PIN from `ip` at `now`; returns whether `ip` may go on.
-    pub fn record_failure(&mut self, now: Instant, ip: IpAddr) -> Verdict {
-        let source = Source::from(ip);
+    /// Records a wrong PIN from `source` at `now`; returns whether `source` may go on.
+    pub fn record_failure(&mut self, now: Instant, source: impl Into<GuardKey>) -> Verdict {
+        let source = source.into();
         if !self.sources.contains_key(&source) {
             self.make_room(now);
         }
         let config = &self.config;
-        let entry = self.sources.entry(source).or_insert_with(|| Entry {
+        let entry = self.sources.entry(source.clone()).or_insert_with(|| Entry {
             failures: VecDeque::new(),
             refused_until: None,
             last_seen: now,
@@ -124,23 +148,23 @@ impl BruteForceGuard {
             let until = now + config.cool_down;
             entry.refused_until = Some(until);
             entry.failures.clear();
-            warn!(%ip, "too many wrong PINs: source refused");
+            warn!(?source, "too many wrong PINs: source refused");
             return Verdict::Refused { until };
         }
         Self::verdict(entry, now)
     }
 
-    /// A correct PIN from `ip`: forgets its failures (not an active cool-down).
-    pub fn record_success(&mut self, ip: IpAddr) {
-        if let Some(entry) = self.sources.get_mut(&Source::from(ip)) {
+    /// A correct PIN from `source`: forgets its failures (not an active cool-down).
+    pub fn record_success(&mut self, source: impl Into<GuardKey>) {
+        if let Some(entry) = self.sources.get_mut(&source.into()) {
             entry.failures.clear();
         }
     }
 
-    /// Whether `ip` may try a PIN at `now`.
-    pub fn check(&self, now: Instant, ip: IpAddr) -> Verdict {
+    /// Whether `source` may try a PIN at `now`.
+    pub fn check(&self, now: Instant, source: impl Into<GuardKey>) -> Verdict {
         self.sources
-            .get(&Source::from(ip))
+            .get(&source.into())
             .map_or(Verdict::Allowed, |e| Self::verdict(e, now))
     }
 
@@ -178,7 +202,7 @@ impl BruteForceGuard {
                 .sources
                 .iter()
                 .min_by_key(|(_, e)| (e.refused_until.is_some_and(|t| t > now), e.last_seen))
-                .map(|(k, _)| *k);
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => self.sources.remove(&k),
                 None => break,
@@ -264,6 +288,27 @@ mod tests {
         }
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
         assert!(matches!(g.check(t0, mapped), Verdict::Refused { .. }));
+    }
+
+    #[test]
+    fn callers_behind_a_trunk_are_counted_apart() {
+        let t0 = Instant::now();
+        let mut g = BruteForceGuard::new(cfg());
+        let trunk = v4(100);
+        for _ in 0..3 {
+            g.record_failure(t0, GuardKey::caller(trunk, "+33100000001"));
+        }
+        let attacker = GuardKey::caller(trunk, "+33100000001");
+        assert!(matches!(g.check(t0, attacker), Verdict::Refused { .. }));
+        assert_eq!(
+            g.check(t0, GuardKey::caller(trunk, "+33100000002")),
+            Verdict::Allowed
+        );
+        assert_eq!(g.check(t0, trunk), Verdict::Allowed, "the trunk stays open");
+        assert_eq!(
+            g.check(t0, GuardKey::caller(v4(101), "+33100000001")),
+            Verdict::Allowed
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! - [`PinDirectory::LiveKitDispatch`]: Twirp `POST {url}/twirp/livekit.SIP/ListSIPDispatchRule`,
 //!   body `{}`, `Authorization: Bearer <JWT with the sip.admin grant>`; the answer is scanned for
 //!   a `dispatchRuleDirect` rule whose `pin` matches and whose `trunkIds` / `inboundNumbers` /
-//!   `numbers` filters (when non-empty) admit the call; the rule's participant `attributes` and
-//!   `metadata` come along. Parsed as `serde_json::Value` rather than with the pbjson types of
+//!   `numbers` filters (when non-empty) admit the call (the rule naming the most of them wins over
+//!   catch-all rules, as in LiveKit); the rule's participant `attributes` and `metadata` come
+//!   along. Parsed as `serde_json::Value` rather than with the pbjson types of
 //!   `livekit-protocol`: those reject enum values they do not know, so one rule using a feature
 //!   newer than the crate would make the whole list unreadable. Field names are accepted in
-//!   both protobuf JSON spellings (`roomName` and `room_name`).
+//!   both protobuf JSON spellings (`roomName` and `room_name`). The server pages through all its
+//!   rules itself when the request has no `page`, so one request sees them all.
 //! - [`PinDirectory::Roomkit`]: Visio's server-to-server `POST {url}/api/v1.0/roomkit/join/` with
 //!   `{"pin_code": "<PIN>"}` and `Authorization: Bearer <token>` (livekit.md §2.6). It answers
 //!   `200 {"status": "success"}` after ensuring the room's direct dispatch rule, `404` for an
@@ -27,6 +29,8 @@ use std::time::Duration;
 use livekit_api::access_token::{AccessToken, SIPGrants};
 use serde_json::Value;
 
+use super::entry::LookupOutcome;
+
 /// Time allowed for a whole lookup (all its requests).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest PIN sent to a directory; longer input is "no such PIN" without a request.
@@ -39,7 +43,8 @@ pub enum PinDirectory {
     Static(HashMap<String, String>),
     /// Visio's roomkit API, then LiveKit's dispatch rules for the room name.
     Roomkit {
-        /// Base URL of the Visio backend (`https://visio.example`).
+        /// Base URL of the Visio backend (`https://visio.example`), or its full join endpoint
+        /// (`https://visio.example/api/v1.0/roomkit/join/`).
         url: String,
         /// `ROOMKIT_SERVER_TO_SERVER_API_TOKEN`.
         token: String,
@@ -153,6 +158,18 @@ pub enum LookupError {
     Token(String),
 }
 
+impl LookupOutcome {
+    /// What the PIN dialogue needs to know of a lookup's result (the shell keeps the
+    /// [`RoomMatch`] for the join itself).
+    pub fn of(result: &Result<Option<RoomMatch>, LookupError>) -> Self {
+        match result {
+            Ok(Some(m)) => Self::Found(m.room_name.clone()),
+            Ok(None) => Self::NotFound,
+            Err(_) => Self::Failed,
+        }
+    }
+}
+
 impl PinDirectory {
     /// The room for `pin`, within [`LOOKUP_TIMEOUT`].
     pub async fn resolve(
@@ -246,7 +263,7 @@ impl LiveKitApi {
 
 /// Asks roomkit to prepare the room of `pin`: `true` if it exists.
 async fn roomkit_join(url: &str, token: &str, pin: &str) -> Result<bool, LookupError> {
-    let url = format!("{}/api/v1.0/roomkit/join/", url.trim_end_matches('/'));
+    let url = roomkit_join_url(url);
     let resp = client()?
         .post(url)
         .bearer_auth(token)
@@ -274,6 +291,17 @@ async fn roomkit_join(url: &str, token: &str, pin: &str) -> Result<bool, LookupE
     }
 }
 
+/// The join endpoint from the backend's base URL, or the endpoint itself if configured so
+/// (livekit-sip's Visio fork configures the full join URL).
+fn roomkit_join_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    if base.ends_with("/roomkit/join") {
+        format!("{base}/")
+    } else {
+        format!("{base}/api/v1.0/roomkit/join/")
+    }
+}
+
 /// Scans a `ListSIPDispatchRuleResponse` (protobuf JSON) for the direct rule of `pin`.
 fn direct_rule_for(
     body: &Value,
@@ -285,6 +313,9 @@ fn direct_rule_for(
         Some(Value::Array(items)) => items,
         Some(_) => return Err(LookupError::Malformed("items is not a list".into())),
     };
+    // (specificity, item, room): like LiveKit, a rule whose filters name this call wins over a
+    // catch-all one; among equals, the first listed.
+    let mut best: Option<(usize, &Value, &str)> = None;
     for item in items {
         let Some(direct) = field(item, "rule", "rule")
             .and_then(|r| field(r, "dispatchRuleDirect", "dispatch_rule_direct"))
@@ -299,54 +330,70 @@ fn direct_rule_for(
         if rule_pin != pin || room.is_empty() {
             continue;
         }
+        // Some(true): a non-empty filter names the call; Some(false): no filter; None: excluded.
         let admits =
             |json: &str, proto: &str, value: Option<&String>, same: fn(&str, &str) -> bool| {
                 let list: Vec<&str> = field(item, json, proto)
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                list.is_empty() || value.is_some_and(|v| list.iter().any(|l| same(l, v)))
+                if list.is_empty() {
+                    return Some(false);
+                }
+                value
+                    .is_some_and(|v| list.iter().any(|l| same(l, v)))
+                    .then_some(true)
             };
         let exact = |a: &str, b: &str| a == b;
-        if !admits("trunkIds", "trunk_ids", ctx.trunk_id.as_ref(), exact)
-            || !admits(
+        let filters = [
+            admits("trunkIds", "trunk_ids", ctx.trunk_id.as_ref(), exact),
+            admits(
                 "inboundNumbers",
                 "inbound_numbers",
                 ctx.calling_number.as_ref(),
                 same_number,
-            )
-            || !admits(
+            ),
+            admits(
                 "numbers",
                 "numbers",
                 ctx.called_number.as_ref(),
                 same_number,
-            )
-        {
+            ),
+        ];
+        let Some(specificity) = filters
+            .into_iter()
+            .try_fold(0, |n, f| f.map(|named| n + usize::from(named)))
+        else {
             continue;
+        };
+        if best.is_none_or(|(b, _, _)| specificity > b) {
+            best = Some((specificity, item, room));
         }
-        let participant_attributes = field(item, "attributes", "attributes")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let participant_metadata = field(item, "metadata", "metadata")
-            .and_then(Value::as_str)
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned);
-        let rule_id = field(item, "sipDispatchRuleId", "sip_dispatch_rule_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        return Ok(Some(RoomMatch {
-            room_name: room.to_owned(),
-            rule_id,
-            participant_attributes,
-            participant_metadata,
-        }));
     }
-    Ok(None)
+    let Some((_, item, room)) = best else {
+        return Ok(None);
+    };
+    let participant_attributes = field(item, "attributes", "attributes")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let participant_metadata = field(item, "metadata", "metadata")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    let rule_id = field(item, "sipDispatchRuleId", "sip_dispatch_rule_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Some(RoomMatch {
+        room_name: room.to_owned(),
+        rule_id,
+        participant_attributes,
+        participant_metadata,
+    }))
 }
 
 /// Whether two phone numbers are the same once spaces, dashes, dots and brackets are dropped
@@ -446,6 +493,11 @@ mod tests {
               "attributes": { "visio.source": "phone", "bad": 3 },
               "metadata": "{\"lobby\":false}",
               "mediaEncryption": "SIP_MEDIA_ENCRYPT_FROM_THE_FUTURE" },
+            { "sipDispatchRuleId": "SDR_any",
+              "rule": { "dispatchRuleDirect": { "roomName": "any", "pin": "6666666666" } } },
+            { "sipDispatchRuleId": "SDR_b",
+              "rule": { "dispatchRuleDirect": { "roomName": "trunk-b", "pin": "6666666666" } },
+              "trunkIds": ["ST_b"] },
             { "sip_dispatch_rule_id": "SDR_snake",
               "rule": { "dispatch_rule_direct": { "room_name": "snake", "pin": "5555555555" } } }
         ]})
@@ -482,9 +534,17 @@ mod tests {
                 Json(serde_json::json!({"detail": "no"})),
             );
         }
-        let pin = serde_json::from_str::<Value>(&body)
+        let json = headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/json");
+        if !json {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(Value::Null));
+        }
+        // The body is exactly `{"pin_code": "<PIN>"}`.
+        let pin = serde_json::from_str::<HashMap<String, String>>(&body)
             .ok()
-            .and_then(|v| v.get("pin_code").and_then(Value::as_str).map(str::to_owned));
+            .filter(|m| m.len() == 1)
+            .and_then(|mut m| m.remove("pin_code"));
         match pin.as_deref() {
             Some(p) if p.len() != 10 => (StatusCode::BAD_REQUEST, Json(serde_json::json!({}))),
             Some("1234567890") => (
@@ -607,9 +667,32 @@ mod tests {
         );
         ctx.called_number = Some("+33140000001".into());
         assert_eq!(dir.resolve("4444444444", &ctx).await.unwrap(), None);
+        // A rule naming the call's trunk beats a catch-all one, wherever it is listed.
+        assert_eq!(
+            dir.resolve("6666666666", &ctx).await.unwrap(),
+            found("any", "SDR_any")
+        );
+        ctx.trunk_id = Some("ST_b".into());
+        assert_eq!(
+            dir.resolve("6666666666", &ctx).await.unwrap(),
+            found("trunk-b", "SDR_b")
+        );
         assert!(same_number("+33 1 40-00-00-00", "+33140000000"));
         assert!(!same_number("+33140000000", "33140000000"));
         assert!(!same_number("+3314", "+33140"));
+    }
+
+    #[test]
+    fn roomkit_url_forms() {
+        let want = "https://v.example/api/v1.0/roomkit/join/";
+        for url in [
+            "https://v.example",
+            "https://v.example/",
+            "https://v.example/api/v1.0/roomkit/join",
+            "https://v.example/api/v1.0/roomkit/join/",
+        ] {
+            assert_eq!(roomkit_join_url(url), want, "{url}");
+        }
     }
 
     #[tokio::test]
