@@ -55,6 +55,8 @@ def _server_env() -> dict[str, str]:
             "JONCTION_LIVEKIT__API_KEY": API_KEY,
             "JONCTION_LIVEKIT__API_SECRET": API_SECRET,
             "JONCTION_LOG__LEVEL": os.environ.get("JONCTION_TEST_LOG_LEVEL", "debug"),
+            # The shipped example dialplan (room URIs, the PIN reception number, rejects).
+            "JONCTION_DIALPLAN__DIR": str(REPO / "dialplans"),
         }
     )
     return env
