@@ -112,7 +112,10 @@ impl Admission {
                 h323_cause,
             },
             Outcome::DialOut(_) => {
-                info!(call = c.id.0, "dial_out rule matched: dial-out is not available yet");
+                info!(
+                    call = c.id.0,
+                    "dial_out rule matched: dial-out is not available yet"
+                );
                 refuse(404, "Not Found", Some(1))
             }
             Outcome::Room(t) => {
@@ -131,7 +134,10 @@ impl Admission {
 
     fn pin_setup(self: &Arc<Self>, c: &Caller, p: &PinAction) -> Decision {
         let Some(directory) = self.directory(&p.lookup) else {
-            error!(call = c.id.0, "PIN rule's directory is missing a secret (environment variable unset?)");
+            error!(
+                call = c.id.0,
+                "PIN rule's directory is missing a secret (environment variable unset?)"
+            );
             return refuse(503, "Service Unavailable", Some(41));
         };
         let directory = Arc::new(directory);

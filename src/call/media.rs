@@ -316,7 +316,9 @@ impl CallMedia {
 
     /// Audio still queued by [`CallMedia::play_pcm`].
     pub fn announcement_left(&self) -> Duration {
-        Duration::from_micros(self.announcement.len() as u64 * 1_000_000 / u64::from(self.mixer_rate()))
+        Duration::from_micros(
+            self.announcement.len() as u64 * 1_000_000 / u64::from(self.mixer_rate()),
+        )
     }
 
     /// Drops queued gateway audio (the caller typed over the prompt).

@@ -923,7 +923,6 @@ fn h(name: &str, value: impl Into<String>) -> Header {
     }
 }
 
-
 /// The local address to use for room-leg media: loopback for a loopback LiveKit URL.
 fn room_bind_ip(url: &str) -> IpAddr {
     let host = url

@@ -336,8 +336,8 @@ def test_sip_over_tcp_framing(server: Server):
 class Uac:
     """A minimal SIP UAC over UDP for signalling-only checks (no media)."""
 
-    def __init__(self, server: Server, room: str):
-        self.server, self.room = server, room
+    def __init__(self, server: Server, room: str, from_user: str = "+332"):
+        self.server, self.room, self.from_user = server, room, from_user
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((CLIENT_IP, 0))
         self.port = self.sock.getsockname()[1]
@@ -369,9 +369,9 @@ class Uac:
         msg = (
             f"{method} sip:{self.room}@{self.host} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CLIENT_IP}:{self.port};branch={branch};rport\r\n"
-            f"Max-Forwards: 70\r\nTo: {to}\r\nFrom: <sip:+332@{CLIENT_IP}>;tag={self.tag}\r\n"
+            f"Max-Forwards: 70\r\nTo: {to}\r\nFrom: <sip:{self.from_user}@{CLIENT_IP}>;tag={self.tag}\r\n"
             f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method.split()[0]}\r\n"
-            f"Contact: <sip:+332@{CLIENT_IP}:{self.port}>\r\n{extra}{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
+            f"Contact: <sip:{self.from_user}@{CLIENT_IP}:{self.port}>\r\n{extra}{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
         )
         self.sock.sendto(msg.encode(), self.server.sip_addr)
         return branch, cseq
