@@ -184,23 +184,8 @@ async fn bridge(
     }
 
     let started = tokio::time::Instant::now();
-    let start_media = |n: &Negotiated, rec: &mut CallRecord| -> Option<CallMedia> {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        match CallMedia::new(Instant::now(), wall, n, s.media_timeout) {
-            Ok(m) => {
-                rec.codec = n.codec.name.clone();
-                Some(m)
-            }
-            Err(e) => {
-                warn!(call = s.id.0, "media not started: {e}");
-                None
-            }
-        }
-    };
     if let (None, Some(n)) = (media.as_ref(), s.negotiated.as_ref()) {
-        media = start_media(n, rec);
+        media = start_media(s, n, rec);
         if media.is_none() {
             link.leave();
             return HangupCause::NoMedia;
@@ -313,7 +298,7 @@ async fn bridge(
                 Some(ToCall::Media(n)) => match media.as_mut() {
                     Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
                     None => {
-                        media = start_media(&n, rec);
+                        media = start_media(s, &n, rec);
                         if media.is_none() {
                             link.leave();
                             return HangupCause::NoMedia;
@@ -356,6 +341,23 @@ async fn bridge(
                     return HangupCause::MaxDuration;
                 }
             }
+        }
+    }
+}
+
+/// Starts the media bridge for a negotiated stream (the record notes the codec).
+fn start_media(s: &CallSetup, n: &Negotiated, rec: &mut CallRecord) -> Option<CallMedia> {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    match CallMedia::new(Instant::now(), wall, n, s.media_timeout) {
+        Ok(m) => {
+            rec.codec = n.codec.name.clone();
+            Some(m)
+        }
+        Err(e) => {
+            warn!(call = s.id.0, "media not started: {e}");
+            None
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -77,19 +77,7 @@ pub async fn collect_pin(
     media: &mut Option<CallMedia>,
 ) -> Result<(String, String), HangupCause> {
     let start = |n: &crate::sip::sdp::Negotiated, rec: &mut CallRecord| {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        match CallMedia::new(Instant::now(), wall, n, s.media_timeout) {
-            Ok(m) => {
-                rec.codec = n.codec.name.clone();
-                Ok(m)
-            }
-            Err(e) => {
-                warn!(call = s.id.0, "media not started: {e}");
-                Err(HangupCause::NoMedia)
-            }
-        }
+        super::start_media(s, n, rec).ok_or(HangupCause::NoMedia)
     };
     if media.is_none() {
         if let Some(n) = s.negotiated.as_ref() {

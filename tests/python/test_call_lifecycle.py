@@ -6,7 +6,6 @@ caller gets a BYE, room clients are disconnected); a call reaching the maximum d
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import socket
 import time
@@ -17,7 +16,7 @@ from livekit import api, rtc
 
 from conftest import API_KEY, API_SECRET, ARTIFACTS, Server, launch, stop
 from test_rooms import Rooms, run
-from test_sip import Uac
+from test_sip import Uac, records_for
 
 
 def answer_call(server: Server, room: str) -> Uac:
@@ -48,11 +47,14 @@ def wait_bye(uac: Uac, timeout: float) -> str:
     return ""
 
 
-def records_for(server: Server, room: str) -> list[dict]:
-    if not server.call_records.exists():
-        return []
-    rows = [json.loads(l) for l in server.call_records.read_text().splitlines() if l.strip()]
-    return [r for r in rows if r["room"] == room]
+def last_record(server: Server, room: str, timeout: float = 5.0) -> dict:
+    """The call record of `room`, waiting for it to be written."""
+    end = time.monotonic() + timeout
+    while not records_for(server, room) and time.monotonic() < end:
+        time.sleep(0.1)
+    recs = records_for(server, room)
+    assert recs, f"no call record for {room}"
+    return recs[-1]
 
 
 async def wait_participants(lk: api.LiveKitAPI, room: str, n: int, timeout: float = 10.0) -> list:
@@ -144,11 +146,8 @@ def test_removed_participant_ends_the_call_with_bye(server: Server):
             assert 'text="removed from the room"' in bye, bye
         finally:
             uac.close()
-        end = time.monotonic() + 5
-        while not records_for(server, room) and time.monotonic() < end:
-            await asyncio.sleep(0.1)
-        recs = records_for(server, room)
-        assert recs and recs[0]["end_cause"] == "removed", recs
+        rec = await asyncio.to_thread(last_record, server, room)
+        assert rec["end_cause"] == "removed", rec
 
     run(main())
 
@@ -181,11 +180,8 @@ def test_deleted_room_ends_the_call_and_disconnects_clients(server: Server):
                     assert not left.rooms, left
             finally:
                 uac.close()
-        end = time.monotonic() + 5
-        while not records_for(server, room) and time.monotonic() < end:
-            await asyncio.sleep(0.1)
-        recs = records_for(server, room)
-        assert recs and recs[0]["end_cause"] == "room-closed", recs
+        rec = await asyncio.to_thread(last_record, server, room)
+        assert rec["end_cause"] == "room-closed", rec
 
     run(main())
 
@@ -211,11 +207,8 @@ def test_maximum_call_duration_ends_the_call(server: Server):
             assert took >= 2.5, f"BYE after {took:.1f} s, before the 3 s limit"
         finally:
             uac.close()
-        end = time.monotonic() + 5
-        while not records_for(srv, room) and time.monotonic() < end:
-            time.sleep(0.1)
-        recs = records_for(srv, room)
-        assert recs and recs[0]["end_cause"] == "max-duration", recs
+        rec = last_record(srv, room)
+        assert rec["end_cause"] == "max-duration", rec
     finally:
         stop(srv)
 

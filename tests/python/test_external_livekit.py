@@ -6,7 +6,6 @@ calls the gateway; a livekit client on the room server hears the caller."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import ssl
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from livekit import rtc
 
 from conftest import ARTIFACTS, HOST, Server, launch, stop
+from test_call_lifecycle import last_record
 from test_rooms import Rooms, collect_audio, run
 from test_sip import SIPP, dominant_hz, sipp_call, tone_wav
 
@@ -94,6 +94,17 @@ class TlsProxy:
         self.thread.join(5)
 
 
+def launch_gateway(ca: Path) -> Server:
+    """A gateway instance (no embedded rooms) whose room legs go to the proxy over wss://,
+    trusting the CA bundle `ca`."""
+    return launch(
+        http_port=7904,
+        udp_port=7906,
+        log_path=ARTIFACTS / "jonction-pytest-gateway.log",
+        extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": str(ca)},
+    )
+
+
 @pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
 def test_gateway_joins_an_external_livekit_over_wss():
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,12 +113,7 @@ def test_gateway_joins_an_external_livekit_over_wss():
         rooms_srv = launch(http_port=7900, udp_port=7902, log_path=ARTIFACTS / "jonction-pytest-livekit.log")
         try:
             with TlsProxy(cert, key, (HOST, 7900)) as proxy:
-                gw = launch(
-                    http_port=7904,
-                    udp_port=7906,
-                    log_path=ARTIFACTS / "jonction-pytest-gateway.log",
-                    extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": str(ca)},
-                )
+                gw = launch_gateway(ca)
                 try:
                     room = f"ext-{secrets.token_hex(3)}"
                     heard_hz = run_call(rooms_srv, gw, room, d)
@@ -130,12 +136,7 @@ def test_untrusted_certificate_is_refused_and_the_call_rejected():
         rooms_srv = launch(http_port=7900, udp_port=7902, log_path=ARTIFACTS / "jonction-pytest-livekit.log")
         try:
             with TlsProxy(cert, key, (HOST, 7900)):
-                gw = launch(
-                    http_port=7904,
-                    udp_port=7906,
-                    log_path=ARTIFACTS / "jonction-pytest-gateway.log",
-                    extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": "/dev/null"},
-                )
+                gw = launch_gateway(Path("/dev/null"))
                 try:
                     from test_sip import Uac
 
@@ -165,12 +166,7 @@ def test_room_leg_rejoins_after_its_signalling_is_cut():
         rooms_srv = launch(http_port=7900, udp_port=7902, log_path=ARTIFACTS / "jonction-pytest-livekit.log")
         try:
             with TlsProxy(cert, key, (HOST, 7900)) as proxy:
-                gw = launch(
-                    http_port=7904,
-                    udp_port=7906,
-                    log_path=ARTIFACTS / "jonction-pytest-gateway.log",
-                    extra_env={"JONCTION_LIVEKIT__URL": f"wss://{HOST}:{TLS_PORT}", "SSL_CERT_FILE": str(ca)},
-                )
+                gw = launch_gateway(ca)
                 room = f"cut-{secrets.token_hex(3)}"
                 try:
 
@@ -205,9 +201,8 @@ def test_room_leg_rejoins_after_its_signalling_is_cut():
                     run(main())
                 finally:
                     stop(gw)
-                recs = [json.loads(l) for l in gw.call_records.read_text().splitlines() if l.strip()]
-                recs = [r for r in recs if r["room"] == room]
-                assert recs and recs[0]["room_rejoins"] == 1 and recs[0]["end_cause"] == "caller-bye", recs
+                rec = last_record(gw, room)
+                assert rec["room_rejoins"] == 1 and rec["end_cause"] == "caller-bye", rec
         finally:
             stop(rooms_srv)
 
