@@ -178,22 +178,12 @@ def test_room_leg_rejoins_after_its_signalling_is_cut():
                             listener.on("track_subscribed", lambda t, pub, p: got.append((t, p)))
                             sipp = sipp_call(gw, room, wav, 14.0, d)
                             try:
-                                deadline = time.monotonic() + 15
-                                while not got and time.monotonic() < deadline:
-                                    await asyncio.sleep(0.05)
-                                assert got, "no track from the SIP caller"
-                                first, who = got[0]
-                                heard = await collect_audio(first, seconds=1.0, timeout=10)
-                                assert abs(dominant_hz(heard, 48000) - 440) <= 5
+                                hz, who = await nth_track_hz(got, 0)
+                                assert abs(hz - 440) <= 5, f"heard {hz:.1f} Hz"
                                 assert proxy.cut() >= 2, "no proxied connection to cut"
-                                deadline = time.monotonic() + 15
-                                while len(got) < 2 and time.monotonic() < deadline:
-                                    await asyncio.sleep(0.05)
-                                assert len(got) >= 2, "the caller's track did not come back"
-                                again, who2 = got[-1]
+                                hz, who2 = await nth_track_hz(got, 1)
+                                assert abs(hz - 440) <= 5, f"heard {hz:.1f} Hz after the rejoin"
                                 assert who2.identity == who.identity
-                                heard = await collect_audio(again, seconds=1.0, timeout=10)
-                                assert abs(dominant_hz(heard, 48000) - 440) <= 5
                             finally:
                                 rc = await asyncio.to_thread(sipp.wait, 60)
                             assert rc == 0, "sipp saw the call fail"
@@ -207,6 +197,17 @@ def test_room_leg_rejoins_after_its_signalling_is_cut():
             stop(rooms_srv)
 
 
+async def nth_track_hz(got: list, n: int) -> tuple[float, rtc.RemoteParticipant]:
+    """Waits for the n-th (0-based) track of the SIP caller; its dominant frequency and owner."""
+    deadline = time.monotonic() + 15
+    while len(got) <= n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(got) > n, f"track {n} of the SIP caller did not reach the room server"
+    track, participant = got[n]
+    heard = await collect_audio(track, seconds=1.0, timeout=10)
+    return dominant_hz(heard, 48000), participant
+
+
 def run_call(rooms_srv: Server, gw: Server, room: str, d: Path) -> float:
     async def main() -> float:
         wav = tone_wav(d / "tone.wav", 440, 6)
@@ -216,14 +217,9 @@ def run_call(rooms_srv: Server, gw: Server, room: str, d: Path) -> float:
             listener.on("track_subscribed", lambda t, pub, p: got.append((t, p)))
             sipp = sipp_call(gw, room, wav, 5.0, d)
             try:
-                deadline = time.monotonic() + 15
-                while not got and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                assert got, "no track from the SIP caller reached the external room server"
-                track, participant = got[0]
+                hz, participant = await nth_track_hz(got, 0)
                 assert participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
-                heard = await collect_audio(track, seconds=1.5, timeout=10)
-                return dominant_hz(heard, 48000)
+                return hz
             finally:
                 await asyncio.to_thread(sipp.wait, 40)
 
