@@ -230,6 +230,7 @@ fn main() {
     std::thread::sleep(window.max(Duration::from_secs(2)));
     let cpu = cpu_seconds(pid) - cpu0;
     let wall = m0.elapsed().as_secs_f64();
+    let metrics = http_get(http, "/metrics");
     let status = sipp.wait().expect("sipp");
     let total = t_calls.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -275,5 +276,62 @@ fn main() {
         sum("frames_to_room") * 100.0 / expected.max(1.0),
         sum("frames_to_device") * 100.0 / expected.max(1.0)
     );
+    for (name, what) in [
+        (
+            "jonction_call_uplink_latency_seconds",
+            "added latency device → room (RTP in → datagram out)",
+        ),
+        (
+            "jonction_call_downlink_tick_seconds",
+            "20 ms tick device-ward (mix + encode + send)",
+        ),
+        (
+            "jonction_forward_latency_seconds",
+            "room server forwarding (datagram in → out)",
+        ),
+    ] {
+        let (n, p50, p99) = quantiles(&metrics, name);
+        println!("{what}: p50 ≤ {p50} µs, p99 ≤ {p99} µs ({n} samples)");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The body of a plain HTTP/1.0 GET.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// (samples, p50 bucket bound, p99 bucket bound) in µs of a Prometheus histogram.
+fn quantiles(text: &str, name: &str) -> (u64, String, String) {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = match le.parse::<f64>() {
+                Ok(v) => format!("{}", (v * 1e6).round() as u64),
+                Err(_) => "∞".to_string(),
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let n = buckets.last().map(|b| b.1).unwrap_or(0);
+    let q = |q: f64| {
+        let rank = ((n as f64) * q).ceil().max(1.0) as u64;
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= rank)
+            .map(|(le, _)| le.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    (n, q(0.5), q(0.99))
 }

@@ -131,25 +131,42 @@ async fn metrics(State(st): State<AppState>) -> Response {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let h = &snap.forward_latency;
-        let name = "jonction_forward_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Datagram in to datagram out inside the room server."
+        write_histogram(
+            &mut out,
+            "jonction_forward_latency_seconds",
+            "Datagram in to datagram out inside the room server.",
+            &snap.forward_latency,
         );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (le, c) in h.cumulative() {
-            let le = if le == u64::MAX {
-                "+Inf".to_string()
-            } else {
-                format!("{}", le as f64 / 1e6)
-            };
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_sum {}", h.sum_us() as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {}", h.count());
     }
+    write_histogram(
+        &mut out,
+        "jonction_call_uplink_latency_seconds",
+        "Device RTP in to room-leg datagram out, per forwarded packet.",
+        &crate::call::UPLINK_LATENCY.snapshot(),
+    );
+    write_histogram(
+        &mut out,
+        "jonction_call_downlink_tick_seconds",
+        "One 20 ms mix-encode-send tick towards a device.",
+        &crate::call::DOWNLINK_TICK.snapshot(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Prometheus text of a latency histogram.
+fn write_histogram(out: &mut String, name: &str, help: &str, h: &crate::rooms::latency::Histogram) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (le, c) in h.cumulative() {
+        let le = if le == u64::MAX {
+            "+Inf".to_string()
+        } else {
+            format!("{}", le as f64 / 1e6)
+        };
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", h.sum_us() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.count());
 }
 
 async fn index(State(st): State<AppState>) -> Response {

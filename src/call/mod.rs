@@ -20,6 +20,7 @@ use crate::livekit::ClientEvent;
 use crate::media::codec::Codec;
 use crate::media::session::SessionEvent;
 use crate::prompt::Prompt;
+use crate::rooms::latency::SharedHistogram;
 use crate::sip::sdp::Negotiated;
 use media::{CallMedia, ToRoom};
 pub use pin_phase::{LookupFuture, PinSetup};
@@ -134,6 +135,13 @@ pub struct CallSetup {
     pub pin: Option<Box<PinSetup>>,
 }
 
+/// Device RTP in → the room-leg datagram out (G.711 published unchanged; G.722 and Opus
+/// enter the jitter buffer instead and are counted at play-out), for every call.
+pub static UPLINK_LATENCY: SharedHistogram = SharedHistogram::new();
+/// One 20 ms mixing tick for the device: mix, encode, RTP out (the room frames wait for it by
+/// design, like a jitter buffer's target), for every call.
+pub static DOWNLINK_TICK: SharedHistogram = SharedHistogram::new();
+
 /// The caller's published track id.
 const CALLER_TRACK: &str = "caller-audio";
 
@@ -210,9 +218,14 @@ async fn bridge(
             r = s.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(m) = media.as_mut() else { continue };
+                let t0 = Instant::now();
                 let before = m.session().counters().rtp_received;
-                let evs = m.handle_datagram(Instant::now(), from, &buf[..n]);
+                let evs = m.handle_datagram(t0, from, &buf[..n]);
+                let forwarded = !evs.is_empty();
                 to_room(&mut link, evs, rec);
+                if forwarded {
+                    UPLINK_LATENCY.record(t0.elapsed());
+                }
                 let after = m.session().counters().rtp_received;
                 if after > before {
                     rec.rtp_in += 1;
@@ -316,9 +329,14 @@ async fn bridge(
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let Some(m) = media.as_mut() else { continue };
-                let (datagrams, evs) = m.handle_timeout(Instant::now());
+                let t0 = Instant::now();
+                let (datagrams, evs) = m.handle_timeout(t0);
+                let ticked = !datagrams.is_empty();
                 for (dest, pkt) in datagrams {
                     let _ = s.rtp.try_send_to(&pkt, dest);
+                }
+                if ticked {
+                    DOWNLINK_TICK.record(t0.elapsed());
                 }
                 if !evs.is_empty() {
                     to_room(&mut link, evs, rec);

@@ -75,6 +75,51 @@ impl Histogram {
     }
 }
 
+/// A [`Histogram`] many tasks record into (relaxed atomics: a sample costs two additions).
+#[derive(Debug)]
+pub struct SharedHistogram {
+    counts: [std::sync::atomic::AtomicU64; 16],
+    sum_us: std::sync::atomic::AtomicU64,
+}
+
+impl SharedHistogram {
+    /// An empty histogram (usable in a `static`).
+    pub const fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const ZERO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            counts: [ZERO; 16],
+            sum_us: ZERO,
+        }
+    }
+
+    /// Records one sample.
+    pub fn record(&self, d: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(15);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// A copy of the counts so far.
+    pub fn snapshot(&self) -> Histogram {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut h = Histogram::default();
+        for (c, a) in h.counts.iter_mut().zip(self.counts.iter()) {
+            *c = a.load(Relaxed);
+        }
+        h.sum_us = self.sum_us.load(Relaxed);
+        h
+    }
+}
+
+impl Default for SharedHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
