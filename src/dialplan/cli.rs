@@ -160,11 +160,11 @@ pub fn route(a: &RouteArgs) -> (String, i32) {
         Ok(p) => p,
         Err(e) => return (format!("{e}\nrefused: the dialplan does not load\n"), 1),
     };
-    (trace(&plan.route(&req)), 0)
+    (trace(&req, &plan.route(&req)), 0)
 }
 
-/// Prints a routing decision, one fact a line.
-pub fn trace(r: &Routing) -> String {
+/// Prints the routing decision for `req`, one fact a line.
+pub fn trace(req: &RouteRequest, r: &Routing) -> String {
     let mut o = String::new();
     let Some(rule) = &r.rule else {
         return "no rule matched → 404 Not Found\n".to_string();
@@ -185,6 +185,22 @@ pub fn trace(r: &Routing) -> String {
             let _ = writeln!(o, "  attribute: {k} = {v:?}");
         }
     }
+    if let Outcome::Pin(p) = &r.outcome {
+        match p.signalled_pin(req) {
+            None => {
+                let _ = writeln!(o, "  no PIN carried by the call: prompt for it");
+            }
+            Some(pin) => {
+                let _ = writeln!(o, "  PIN carried by the call: {pin:?} (no prompt)");
+                if let PinLookup::Static(table) = &p.lookup {
+                    let _ = match table.get(&pin) {
+                        Some(room) => writeln!(o, "  static lookup: {pin:?} → room {room:?}"),
+                        None => writeln!(o, "  static lookup: {pin:?} is not in the table"),
+                    };
+                }
+            }
+        }
+    }
     o
 }
 
@@ -198,11 +214,12 @@ fn describe(o: &Outcome) -> String {
                 PinLookup::LivekitDispatch { url, .. } => format!("livekit_dispatch {url}"),
             };
             format!(
-                "pin (language {}, {}-{} digits, timeout {}, {} attempts, X-PIN header {}, \
+                "pin (language {}, {}-{} digits{}, timeout {}, {} attempts, X-PIN header {}, \
                  PIN in URI {}), lookup {lookup}",
                 p.language,
                 p.min_digits,
                 p.max_digits,
+                if p.hash_terminates { ", # ends" } else { "" },
                 humantime_serde::re::humantime::format_duration(p.timeout),
                 p.attempts,
                 if p.pin_header { "accepted" } else { "ignored" },

@@ -219,8 +219,11 @@ impl Cx<'_> {
             ..Conditions::default()
         };
         for (name, re) in &m.headers {
+            if !is_token(name.get_ref()) {
+                self.err(name.span(), format!("bad header name {:?}", name.get_ref()));
+            }
             if let Some(r) = self.regex(re, false) {
-                c.headers.push((name.to_ascii_lowercase(), r));
+                c.headers.push((name.get_ref().to_ascii_lowercase(), r));
             }
         }
         if let Some(s) = &m.source {
@@ -275,7 +278,7 @@ impl Cx<'_> {
         let allowed: &[&str] = match kind {
             "replace" => &["pattern", "with"],
             "strip_prefix" | "add_prefix" => &["prefix"],
-            "e164" => &["country"],
+            "e164" => &["country", "strict"],
             other => {
                 self.err(
                     d.kind.span(),
@@ -292,6 +295,7 @@ impl Cx<'_> {
             ("with", d.with.as_ref().map(Spanned::span)),
             ("prefix", d.prefix.as_ref().map(Spanned::span)),
             ("country", d.country.as_ref().map(Spanned::span)),
+            ("strict", d.strict.as_ref().map(Spanned::span)),
         ];
         if !self.only(&present, allowed, "transform", kind) {
             return None;
@@ -338,7 +342,10 @@ impl Cx<'_> {
             _ => {
                 let c = need(self, &d.country, "country")?;
                 match transform::country(c.get_ref()) {
-                    Some(id) => Some(Transform::E164(id)),
+                    Some(country) => Some(Transform::E164 {
+                        country,
+                        strict: d.strict.as_ref().is_none_or(|s| *s.get_ref()),
+                    }),
                     None => {
                         self.err(
                             c.span(),
@@ -411,6 +418,7 @@ impl Cx<'_> {
                 "language",
                 "min_digits",
                 "max_digits",
+                "hash_terminates",
                 "timeout",
                 "attempts",
                 "pin_header",
@@ -437,6 +445,7 @@ impl Cx<'_> {
             ("language", s(&d.language)),
             ("min_digits", n(&d.min_digits)),
             ("max_digits", n(&d.max_digits)),
+            ("hash_terminates", b(&d.hash_terminates)),
             ("timeout", s(&d.timeout)),
             ("attempts", n(&d.attempts)),
             ("pin_header", b(&d.pin_header)),
@@ -468,8 +477,10 @@ impl Cx<'_> {
                 let mut attributes = BTreeMap::new();
                 if let Some(attrs) = &d.attributes {
                     for (k, v) in attrs.get_ref() {
-                        if let Some(t) = self.template(v, known) {
-                            attributes.insert(k.clone(), t);
+                        if k.get_ref().trim().is_empty() {
+                            self.err(k.span(), "empty attribute name");
+                        } else if let Some(t) = self.template(v, known) {
+                            attributes.insert(k.get_ref().clone(), t);
                         }
                     }
                 }
@@ -523,7 +534,7 @@ impl Cx<'_> {
                     self.err(span, "action \"dial_out\" needs `target` (a URI template)");
                     return None;
                 };
-                let target = self.template(target, known);
+                let target_t = self.template(target, known);
                 let protocol = match &d.protocol {
                     Some(p) => match p.get_ref().parse() {
                         Ok(p) => p,
@@ -534,12 +545,31 @@ impl Cx<'_> {
                     },
                     None => Protocol::Sip,
                 };
+                let schemes: &[&str] = match protocol {
+                    Protocol::Sip => &["sip:", "sips:", "tel:"],
+                    Protocol::H323 => &["h323:"],
+                };
+                let raw = target.get_ref();
+                let has_scheme = schemes.iter().any(|s| {
+                    raw.get(..s.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(s))
+                });
+                if !has_scheme {
+                    self.err(
+                        target.span(),
+                        format!(
+                            "dial_out target {raw:?} must start with {} for protocol {protocol}",
+                            schemes.join(" or ")
+                        ),
+                    );
+                    return None;
+                }
                 let room = match &d.room {
                     Some(r) => Some(self.template(r, known)?),
                     None => None,
                 };
                 Some(Action::DialOut {
-                    target: target?,
+                    target: target_t?,
                     protocol,
                     room,
                 })
@@ -620,6 +650,7 @@ impl Cx<'_> {
             language,
             min_digits,
             max_digits,
+            hash_terminates: d.hash_terminates.as_ref().is_none_or(|b| *b.get_ref()),
             timeout,
             attempts,
             pin_header: d.pin_header.as_ref().is_none_or(|b| *b.get_ref()),
@@ -664,14 +695,15 @@ impl Cx<'_> {
                     return None;
                 };
                 let mut table = BTreeMap::new();
-                for (pin, room) in pins.get_ref() {
+                for (pin_at, room) in pins.get_ref() {
+                    let pin = pin_at.get_ref();
                     let len = pin.len();
                     if !pin.bytes().all(|b| b.is_ascii_digit())
                         || len < min as usize
                         || len > max as usize
                     {
                         self.err(
-                            room.span(),
+                            pin_at.span(),
                             format!("PIN {pin:?}: want {min} to {max} digits"),
                         );
                     } else if !crate::http::valid_room_name(room.get_ref()) {
@@ -763,6 +795,18 @@ fn default_reason(code: u32) -> &'static str {
         603 => "Decline",
         _ => "Rejected",
     }
+}
+
+/// A SIP header name: an RFC 3261 token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+                )
+        })
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {

@@ -273,6 +273,8 @@ pub struct PinAction {
     pub min_digits: u8,
     /// Most digits accepted.
     pub max_digits: u8,
+    /// `#` ends the PIN before `max_digits` (and is not part of it).
+    pub hash_terminates: bool,
     /// Time allowed to enter the PIN.
     pub timeout: Duration,
     /// Tries before hanging up.

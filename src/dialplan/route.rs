@@ -175,7 +175,16 @@ fn outcome(action: &Action, vars: &BTreeMap<String, String>) -> Outcome {
                 Ok(r) => r,
                 Err(o) => return o,
             };
-            Outcome::DialOut(compile::dial_out(target.render(vars), *protocol, room))
+            let target = target.render(vars);
+            let rest = target.split_once(':').map_or("", |(_, r)| r);
+            if rest.is_empty()
+                || target
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+            {
+                return Outcome::Invalid(format!("dial-out target {target:?} is not a URI"));
+            }
+            Outcome::DialOut(compile::dial_out(target, *protocol, room))
         }
     }
 }

@@ -233,6 +233,16 @@ name = "bad-number"
 match.called = 'x(?P<n>.*)'
 transform = [{ type = "e164", country = "fr" }]
 action = { type = "room", room = "r-{number}" }
+
+[[rule]]
+name = "lenient"
+match.called = 'L\d+'
+transform = [
+  { type = "strip_prefix", prefix = "L" },
+  { type = "e164", country = "FR", strict = false },
+  { type = "replace", pattern = '^\+', with = "" },
+]
+action = { type = "room", room = "n-{number}" }
 "#,
     );
     let r = p.route(&RouteRequest::sip("sip:90187654321@gw", "sip:alice@b"));
@@ -274,6 +284,16 @@ action = { type = "room", room = "r-{number}" }
         "{r:?}"
     );
     assert_eq!(r.rule.map(|i| i.name), Some("bad-number".to_string()));
+    // Strict (the default): a number outside the French plan is refused.
+    let r = p.route(&RouteRequest::sip("sip:x123@gw", ""));
+    assert!(
+        matches!(&r.outcome, Outcome::Invalid(m) if m.contains("not a valid number")),
+        "{r:?}"
+    );
+    // Not strict: only parsed and formatted.
+    let r = p.route(&RouteRequest::sip("sip:L123@gw", ""));
+    assert_eq!(room(&r), Some("n-33123"), "{r:?}");
+    assert_eq!(r.steps[1].step, "e164 FR (not strict)");
 }
 
 #[test]
@@ -298,6 +318,7 @@ type = "pin"
 language = "fr"
 min_digits = 4
 max_digits = 6
+hash_terminates = false
 timeout = "15s"
 attempts = 2
 pin_header = false
@@ -324,6 +345,16 @@ action.lookup = { type = "livekit_dispatch", url = "https://lk.example", api_key
 name = "dial-out"
 match.called = 'out-(?P<n>\d+)'
 action = { type = "dial_out", target = "sip:{n}@pstn.example", protocol = "sip", room = "out-{n}" }
+
+[[rule]]
+name = "dial-out-h323"
+match.called = 'h(?P<n>\d+)'
+action = { type = "dial_out", target = "h323:{n}", protocol = "h323" }
+
+[[rule]]
+name = "dial-out-bad"
+match.called = 'bad-out(?P<x>.*)'
+action = { type = "dial_out", target = "sip:{x}" }
 
 [[rule]]
 name = "bad-room"
@@ -356,7 +387,7 @@ action = { type = "room", room = "{any}" }
     assert_eq!(pin.language, PromptLanguage::Fr);
     assert_eq!((pin.min_digits, pin.max_digits, pin.attempts), (4, 6, 2));
     assert_eq!(pin.timeout, Duration::from_secs(15));
-    assert!(!pin.pin_header && pin.pin_in_uri);
+    assert!(!pin.pin_header && pin.pin_in_uri && !pin.hash_terminates);
     let PinLookup::Static(table) = &pin.lookup else {
         panic!("{pin:?}")
     };
@@ -370,7 +401,7 @@ action = { type = "room", room = "{any}" }
     assert_eq!(pin.language, PromptLanguage::Auto);
     assert_eq!((pin.min_digits, pin.max_digits, pin.attempts), (4, 10, 3));
     assert_eq!(pin.timeout, Duration::from_secs(10));
-    assert!(pin.pin_header && !pin.pin_in_uri);
+    assert!(pin.pin_header && !pin.pin_in_uri && pin.hash_terminates);
     assert_eq!(
         pin.lookup,
         PinLookup::Roomkit {
@@ -397,6 +428,28 @@ action = { type = "room", room = "{any}" }
             protocol: Protocol::Sip,
             room: Some("out-42".into())
         })
+    );
+
+    let r = p.route(&RouteRequest::sip("sip:h7001@x", ""));
+    assert_eq!(
+        r.outcome,
+        Outcome::DialOut(DialOutAction {
+            target: "h323:7001".into(),
+            protocol: Protocol::H323,
+            room: None
+        })
+    );
+    // A rendered target that is no URI: Invalid.
+    for user in ["bad-out", "bad-out a b", "bad-out<x>"] {
+        let mut req = RouteRequest::sip("", "");
+        req.called.user = user.into();
+        let r = p.route(&req);
+        assert!(matches!(r.outcome, Outcome::Invalid(_)), "{user}: {r:?}");
+    }
+    let r = p.route(&RouteRequest::sip("sip:bad-out1@x", ""));
+    assert!(
+        matches!(r.outcome, Outcome::DialOut(ref d) if d.target == "sip:1"),
+        "{r:?}"
     );
 
     // A room name that the room server would refuse: Invalid, not a panic nor a bad room.
@@ -499,7 +552,7 @@ fn errors_name_line_and_column() {
         ),
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"static\", pins = { \"12\" = \"r\" } }\n".into(),
-            "5:45: PIN \"12\": want 4 to 10 digits",
+            "5:38: PIN \"12\": want 4 to 10 digits",
         ),
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"roomkit\", url = \"https://v\" }\n".into(),
@@ -565,6 +618,34 @@ fn errors_name_line_and_column() {
         (
             format!("[[rule]]\nname = \" \"\n{act}\n"),
             "2:8: rule name is empty",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\nmatch.headers = {{ \"X-Ok\" = 'a', \"X Room\" = 'b' }}\n{act}\n"),
+            "3:33: bad header name \"X Room\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"room\", room = \"r\", attributes = { \"\" = \"v\" } }\n".into(),
+            "3:54: empty attribute name",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"{called}@pstn\" }\n".into(),
+            "3:40: dial_out target \"{called}@pstn\" must start with sip: or sips: or tel: for protocol sip",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"sip:{called}@pstn\", protocol = \"h323\" }\n".into(),
+            "3:40: dial_out target \"sip:{called}@pstn\" must start with h323: for protocol h323",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\ntransform = [{{ type = \"strip_prefix\", prefix = \"0\", strict = true }}]\n{act}\n"),
+            "3:62: `strict` does not apply to transform type \"strip_prefix\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"reject\", code = 403, hash_terminates = true }\n".into(),
+            "3:59: `hash_terminates` does not apply to action type \"reject\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nhash_terminates = \"yes\"\nlookup = { type = \"static\", pins = {} }\n".into(),
+            "5:19: invalid type: string \"yes\", expected a boolean",
         ),
     ];
     let mut failed = Vec::new();
@@ -657,6 +738,7 @@ fn pin_carried_by_the_call() {
         language: PromptLanguage::Auto,
         min_digits: 4,
         max_digits: 6,
+        hash_terminates: true,
         timeout: Duration::from_secs(10),
         attempts: 3,
         pin_header: header,
@@ -722,8 +804,10 @@ proptest::proptest! {
         if let Outcome::Room(t) = &r.outcome {
             proptest::prop_assert!(crate::http::valid_room_name(&t.room));
         }
-        let t = transform::Transform::E164(transform::country("FR").expect("FR"));
-        let _ = t.apply(&to);
+        for strict in [true, false] {
+            let t = transform::Transform::E164 { country: transform::country("FR").expect("FR"), strict };
+            let _ = t.apply(&to);
+        }
     }
 }
 
