@@ -280,3 +280,50 @@ fn dialplan_test_shipped_expectations() {
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
 }
+
+#[test]
+fn dialplan_default_dir_comes_from_the_configuration() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bad = format!("{root}/tests/data/dialplan/bad");
+    // From the environment: the bad set is checked, and refused.
+    let (code, out, err) = jonction(
+        &["dialplan", "check"],
+        &[("JONCTION_DIALPLAN__DIR", bad.as_str())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.ends_with("refused: 8 errors\n"), "{err}");
+    // From a configuration file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("jonction.toml");
+    std::fs::write(
+        &cfg,
+        format!("[dialplan]\ndir = \"{root}/dialplans\"\nreload_interval = \"2s\"\n"),
+    )
+    .expect("write");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let (code, out, err) = jonction(&["-c", &cfg, "dialplan", "check"], &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 6 rules in 4 files\n"),
+        "{err}"
+    );
+    let (code, out, err) = jonction(
+        &["-c", &cfg, "dialplan", "route", "--to", "sip:demo@gw"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("action: room \"demo\""), "{out}");
+    // An explicit path wins, and a broken configuration is then not even read.
+    let (code, out, err) = jonction(
+        &["dialplan", "check", &format!("{root}/dialplans")],
+        &[("JONCTION_DIALPLAN__DRI", "x")],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 6 rules in 4 files\n"),
+        "{err}"
+    );
+    let (code, _, err) = jonction(&["dialplan", "check"], &[("JONCTION_DIALPLAN__DRI", "x")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("dialplan.dri"), "{err}");
+}

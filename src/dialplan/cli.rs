@@ -13,13 +13,13 @@ use super::{
     dir_files, Dialplan, Outcome, Party, PinLookup, Protocol, RouteRequest, Routing, Transport,
 };
 
-/// The default dialplan directory.
+/// The default dialplan directory (`[dialplan] dir` in the configuration).
 pub const DEFAULT_DIR: &str = "dialplans";
 
 /// `jonction dialplan ...`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DialplanCommand {
-    /// Check dialplan files or directories (default: dialplans): all or nothing.
+    /// Check dialplan files or directories (default: [dialplan] dir): all or nothing.
     Check {
         /// Files, or directories whose top-level *.toml are read in file-name order.
         paths: Vec<PathBuf>,
@@ -30,9 +30,9 @@ pub enum DialplanCommand {
     Test {
         /// The test file.
         file: PathBuf,
-        /// The dialplan directory.
-        #[arg(long, default_value = DEFAULT_DIR)]
-        dir: PathBuf,
+        /// The dialplan directory (default: [dialplan] dir of the configuration, `dialplans`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -60,28 +60,36 @@ pub struct RouteArgs {
     /// Trunk name.
     #[arg(long)]
     pub trunk: Option<String>,
-    /// The dialplan directory.
-    #[arg(long, default_value = DEFAULT_DIR)]
-    pub dir: PathBuf,
+    /// The dialplan directory (default: [dialplan] dir of the configuration, `dialplans`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl DialplanCommand {
+    /// Whether the command reads the default directory (no path or `--dir` given), so that
+    /// the configuration is only read when it matters.
+    pub fn needs_default_dir(&self) -> bool {
+        match self {
+            Self::Check { paths } => paths.is_empty(),
+            Self::Route(a) => a.dir.is_none(),
+            Self::Test { dir, .. } => dir.is_none(),
+        }
+    }
 }
 
 /// Runs a dialplan command: (output, exit code). 0 ok, 1 refused plan or failed test, 2 usage.
-pub fn run(cmd: &DialplanCommand) -> (String, i32) {
+/// `default_dir` is used when the command names no path nor `--dir`.
+pub fn run(cmd: &DialplanCommand, default_dir: &Path) -> (String, i32) {
     match cmd {
+        DialplanCommand::Check { paths } if paths.is_empty() => check(&[default_dir.to_path_buf()]),
         DialplanCommand::Check { paths } => check(paths),
-        DialplanCommand::Route(args) => route(args),
-        DialplanCommand::Test { file, dir } => test(file, dir),
+        DialplanCommand::Route(args) => route(args, args.dir.as_deref().unwrap_or(default_dir)),
+        DialplanCommand::Test { file, dir } => test(file, dir.as_deref().unwrap_or(default_dir)),
     }
 }
 
 /// `check`: `ok: N rules in M files`, or every error.
 pub fn check(paths: &[PathBuf]) -> (String, i32) {
-    let default = [PathBuf::from(DEFAULT_DIR)];
-    let paths = if paths.is_empty() {
-        &default[..]
-    } else {
-        paths
-    };
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -142,8 +150,8 @@ fn request(
     })
 }
 
-/// `route`: the dry-run trace.
-pub fn route(a: &RouteArgs) -> (String, i32) {
+/// `route`: the dry-run trace of the call `a` describes through the plan in `dir`.
+pub fn route(a: &RouteArgs, dir: &Path) -> (String, i32) {
     let req = match request(
         &a.to,
         &a.from,
@@ -156,7 +164,7 @@ pub fn route(a: &RouteArgs) -> (String, i32) {
         Ok(r) => r,
         Err(e) => return (format!("{e}\n"), 2),
     };
-    let plan = match Dialplan::load_dir(&a.dir) {
+    let plan = match Dialplan::load_dir(dir) {
         Ok(p) => p,
         Err(e) => return (format!("{e}\nrefused: the dialplan does not load\n"), 1),
     };

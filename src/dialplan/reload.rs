@@ -72,6 +72,8 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 
 /// Polls `dir` every `interval`; on a change, loads the whole set: valid → swap and `info!`,
 /// invalid → keep the running plan and `error!` each problem. Stops when the task is aborted.
+/// An `interval` below 10 ms is taken as 10 ms (`[dialplan] reload_interval = "0s"` means no
+/// watcher at all: the caller does not spawn one).
 pub fn spawn_watch(
     dir: PathBuf,
     interval: Duration,
@@ -79,6 +81,7 @@ pub fn spawn_watch(
 ) -> tokio::task::JoinHandle<()> {
     // Taken now, not when the task first runs: an edit in between must count as a change.
     let mut seen = fingerprint(&dir);
+    let interval = interval.max(Duration::from_millis(10));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -180,6 +183,24 @@ mod tests {
 
         // A removed file: picked up.
         std::fs::remove_file(path.join("20.toml")).expect("remove");
+        assert!(eventually(|| h.current().rule_count() == 1).await);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn zero_interval_does_not_panic_and_a_missing_dir_keeps_the_plan() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("plans");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("10.toml"), rules(&["a", "b"])).expect("write");
+        let h = DialplanHandle::new(Dialplan::load_dir(&path).expect("loads"));
+        let task = spawn_watch(path.clone(), Duration::ZERO, h.clone());
+        std::fs::remove_dir_all(&path).expect("remove");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!task.is_finished(), "the watcher keeps running");
+        assert_eq!(h.current().rule_count(), 2);
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("10.toml"), rules(&["c"])).expect("write");
         assert!(eventually(|| h.current().rule_count() == 1).await);
         task.abort();
     }

@@ -690,6 +690,13 @@ fn shipped_dialplans_pass_their_expectations() {
     let (out, code) = cli::check(&[root.join("dialplans")]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: "), "{out}");
+    // The default directory is the one given to `run` when no path is.
+    let cmd = cli::DialplanCommand::Check { paths: Vec::new() };
+    assert!(cmd.needs_default_dir());
+    assert_eq!(cli::run(&cmd, &root.join("dialplans")), (out, 0));
+    let (out, code) = cli::run(&cmd, &root.join("tests/data/dialplan/bad"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.ends_with("refused: 8 errors\n"), "{out}");
     let (out, code) = cli::test(
         &root.join("dialplans/tests/examples.test.toml"),
         &root.join("dialplans"),
