@@ -106,7 +106,11 @@ pub fn check(paths: &[PathBuf]) -> (String, i32) {
             let (r, f) = (plan.rule_count(), plan.files().len());
             let rs = if r == 1 { "rule" } else { "rules" };
             let fs = if f == 1 { "file" } else { "files" };
-            (format!("ok: {r} {rs} in {f} {fs}\n"), 0)
+            let mut out = format!("ok: {r} {rs} in {f} {fs}\n");
+            if plan.enabled_count() == 0 {
+                out.push_str("warning: no enabled rule: every call will be answered 404\n");
+            }
+            (out, 0)
         }
         Err(e) => {
             let n = e.diagnostics.len();

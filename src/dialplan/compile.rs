@@ -728,6 +728,10 @@ impl Cx<'_> {
                     self.err(span, "lookup \"livekit_dispatch\" needs `api_key`");
                     return None;
                 };
+                if api_key.get_ref().trim().is_empty() {
+                    self.err(api_key.span(), "empty `api_key`");
+                    return None;
+                }
                 let api_secret =
                     self.secret(&d.api_secret, &d.api_secret_env, "api_secret", span)?;
                 Some(PinLookup::LivekitDispatch {
@@ -765,6 +769,10 @@ impl Cx<'_> {
         span: Range<usize>,
     ) -> Option<Secret> {
         match (value, env) {
+            (Some(v), None) if v.get_ref().is_empty() => {
+                self.err(v.span(), format!("empty `{key}`"));
+                None
+            }
             (Some(v), None) => Some(Secret::Value(v.get_ref().clone())),
             (None, Some(e)) if !e.get_ref().is_empty() => Some(Secret::Env(e.get_ref().clone())),
             (Some(_), Some(e)) => {

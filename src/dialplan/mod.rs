@@ -57,6 +57,11 @@ impl Dialplan {
         self.rules.len()
     }
 
+    /// Number of enabled rules.
+    pub fn enabled_count(&self) -> usize {
+        self.rules.iter().filter(|r| r.enabled).count()
+    }
+
     /// The files the plan was loaded from, in evaluation order.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
@@ -123,7 +128,9 @@ pub struct Party {
 
 impl Party {
     /// Parses `sip:user@host:port;params`, `sips:`, `tel:`, `h323:`, `user@host`, or a bare
-    /// number or alias, with or without `<...>` and a display name.
+    /// number or alias, with or without `<...>` and a display name. The user part is
+    /// percent-decoded (`%2B33...` is `+33...`); a `tel:` number loses its visual separators
+    /// (`tel:+33-1-87-65-43-21` is `+33187654321`, RFC 3966).
     pub fn from_uri(s: &str) -> Party {
         let mut s = s.trim();
         if let (Some(a), Some(b)) = (s.find('<'), s.rfind('>')) {
@@ -131,11 +138,13 @@ impl Party {
                 s = &s[a + 1..b];
             }
         }
+        let mut tel = false;
         for scheme in ["sips:", "sip:", "tel:", "h323:"] {
             if s.get(..scheme.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
             {
                 s = &s[scheme.len()..];
+                tel = scheme == "tel:";
                 break;
             }
         }
@@ -151,11 +160,37 @@ impl Party {
         } else {
             host.split(':').next().unwrap_or(host)
         };
+        let mut user = percent_decode(user);
+        if tel {
+            user.retain(|c| !matches!(c, '-' | '.' | '(' | ')'));
+        }
         Party {
-            user: user.to_string(),
+            user,
             host: host.to_ascii_lowercase(),
         }
     }
+}
+
+/// Decodes `%HH` escapes (others are kept as written); invalid UTF-8 is replaced.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the engine needs to know about an incoming call.

@@ -467,7 +467,15 @@ action = { type = "room", room = "{any}" }
 
 #[test]
 fn empty_plan_matches_nothing() {
-    let (_d, p) = plan("# nothing yet\n");
+    let (d, p) = plan("# nothing yet\n");
+    let (out, code) = cli::check(&[d.path().to_path_buf()]);
+    assert_eq!(
+        (out.as_str(), code),
+        (
+            "ok: 0 rules in 1 file\nwarning: no enabled rule: every call will be answered 404\n",
+            0
+        )
+    );
     assert_eq!(p.rule_count(), 0);
     assert_eq!(
         p.route(&RouteRequest::sip("sip:demo@x", "")).outcome,
@@ -493,6 +501,14 @@ fn uri_forms() {
         ("0187654321", "0187654321", ""),
         ("bob@[2001:db8::1]:5061", "bob", "[2001:db8::1]"),
         ("sip:user;x=1@host?subject=a", "user", "host"),
+        ("sip:%2B33187654321@gw;user=phone", "+33187654321", "gw"),
+        ("sip:a%20b@gw", "a b", "gw"),
+        ("sip:100%@gw", "100%", "gw"),
+        ("sip:%zz%4@gw", "%zz%4", "gw"),
+        ("sip:%C3%A9t%C3%A9@gw", "été", "gw"),
+        ("tel:+33-1-87.65.43.21", "+33187654321", ""),
+        ("tel:(01)87654321;phone-context=+33", "0187654321", ""),
+        ("sip:01-87@gw", "01-87", "gw"), // separators are only dropped from tel: numbers
     ];
     for (uri, user, host) in cases {
         let p = Party::from_uri(uri);
@@ -594,6 +610,14 @@ fn errors_name_line_and_column() {
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"livekit_dispatch\", url = \"https://lk\", api_key = \"k\", api_secret = \"s\", api_secret_env = \"S\" }\n".into(),
             "5:109: give `api_secret` or `api_secret_env`, not both",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"roomkit\", url = \"https://v\", token = \"\" }\n".into(),
+            "5:57: empty `token`",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"livekit_dispatch\", url = \"https://lk\", api_key = \" \", api_secret_env = \"S\" }\n".into(),
+            "5:69: empty `api_key`",
         ),
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"ldap\" }\n".into(),
