@@ -103,6 +103,7 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Dialplan, DialplanError> {
             file: path,
             src: &src,
             diags: &mut diags,
+            captures: BTreeSet::new(),
         };
         for def in def.rule {
             let def = def.into_inner();
@@ -141,6 +142,8 @@ struct Cx<'a> {
     file: &'a Path,
     src: &'a str,
     diags: &'a mut Vec<Diagnostic>,
+    /// Named captures of the rule being compiled.
+    captures: BTreeSet<String>,
 }
 
 impl Cx<'_> {
@@ -156,20 +159,10 @@ impl Cx<'_> {
 
     fn rule(&mut self, def: RuleDef, file: &Path, name: String, index: usize) -> Option<Rule> {
         let before = self.diags.len();
+        self.captures.clear();
         let cond = self.conditions(def.matches.unwrap_or_default());
         let mut known: BTreeSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
-        for re in [
-            &cond.called,
-            &cond.called_host,
-            &cond.calling,
-            &cond.calling_host,
-        ]
-        .into_iter()
-        .flatten()
-        .chain(cond.headers.iter().map(|(_, r)| r))
-        {
-            known.extend(re.capture_names().flatten().map(str::to_string));
-        }
+        known.extend(std::mem::take(&mut self.captures));
         let transforms = def
             .transform
             .iter()
@@ -196,10 +189,33 @@ impl Cx<'_> {
         })
     }
 
+    /// A match regex (anchored); its named captures must be new to the rule and not shadow a
+    /// built-in variable.
     fn regex(&mut self, s: &Spanned<String>, case_insensitive: bool) -> Option<Regex> {
         let flags = if case_insensitive { "(?i)" } else { "" };
         match Regex::new(&format!("{flags}^(?:{})$", s.get_ref())) {
-            Ok(r) => Some(r),
+            Ok(r) => {
+                for name in r.capture_names().flatten() {
+                    if BUILTINS.contains(&name) {
+                        self.err(
+                            s.span(),
+                            format!(
+                                "capture name {name:?} is a built-in variable \
+                                 ({{{name}}}): choose another"
+                            ),
+                        );
+                        return None;
+                    }
+                    if !self.captures.insert(name.to_string()) {
+                        self.err(
+                            s.span(),
+                            format!("capture name {name:?} is already used by another condition"),
+                        );
+                        return None;
+                    }
+                }
+                Some(r)
+            }
             Err(e) => {
                 let why = e.to_string();
                 let why = why.lines().last().unwrap_or_default();
@@ -518,10 +534,22 @@ impl Cx<'_> {
                     }
                     None => None,
                 };
+                if let Some(r) = d
+                    .reason
+                    .as_ref()
+                    .filter(|r| r.get_ref().chars().any(char::is_control))
+                {
+                    self.err(
+                        r.span(),
+                        "the reason must be one line of text (no control characters)",
+                    );
+                    return None;
+                }
                 let reason = d
                     .reason
                     .as_ref()
-                    .map(|r| r.get_ref().clone())
+                    .map(|r| r.get_ref().trim().to_string())
+                    .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| default_reason(sip_code).to_string());
                 Some(Action::Reject {
                     sip_code: sip_code as u16,

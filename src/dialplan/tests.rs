@@ -620,6 +620,18 @@ fn errors_name_line_and_column() {
             "5:69: empty `api_key`",
         ),
         (
+            format!("[[rule]]\nname = \"a\"\nmatch.called = '(?P<number>\\d+)'\n{act}\n"),
+            "3:16: capture name \"number\" is a built-in variable ({number}): choose another",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\nmatch.called = '(?P<n>\\d+)'\nmatch.calling = '(?P<n>\\d+)'\n{act}\n"),
+            "4:17: capture name \"n\" is already used by another condition",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"reject\", code = 403, reason = \"No\\r\\nVia: x\" }\n".into(),
+            "3:50: the reason must be one line of text",
+        ),
+        (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"ldap\" }\n".into(),
             "5:19: unknown lookup type \"ldap\"",
         ),
