@@ -290,6 +290,8 @@ fn sip() -> String {
 struct Expect {
     room: Option<String>,
     pin: Option<bool>,
+    /// A PIN outcome whose PIN the call carries and the static table maps to this room.
+    pin_room: Option<String>,
     reject: Option<u16>,
     dial_out: Option<String>,
     no_match: Option<bool>,
@@ -359,6 +361,7 @@ fn run_case(plan: &Dialplan, c: &Case) -> Result<(), String> {
     let wanted = [
         e.room.is_some(),
         e.pin.is_some(),
+        e.pin_room.is_some(),
         e.reject.is_some(),
         e.dial_out.is_some(),
         e.no_match.is_some(),
@@ -366,11 +369,24 @@ fn run_case(plan: &Dialplan, c: &Case) -> Result<(), String> {
     ];
     if wanted.iter().filter(|w| **w).count() != 1 {
         return Err(
-            "expect needs exactly one of room, pin, reject, dial_out, no_match, invalid".into(),
+            "expect needs exactly one of room, pin, pin_room, reject, dial_out, no_match, invalid"
+                .into(),
         );
     }
+    let mut got = got;
     let ok = match &r.outcome {
         Outcome::Room(t) => e.room.as_deref() == Some(t.room.as_str()),
+        Outcome::Pin(p) if e.pin_room.is_some() => {
+            let room = match (&p.lookup, p.signalled_pin(&req)) {
+                (PinLookup::Static(table), Some(pin)) => table.get(&pin).cloned(),
+                _ => None,
+            };
+            got = match &room {
+                Some(room) => format!("pin, static lookup → room {room:?}"),
+                None => "pin, no static room for the PIN the call carries".into(),
+            };
+            room == e.pin_room
+        }
         Outcome::Pin(_) => e.pin == Some(true),
         Outcome::Reject { sip_code, .. } => e.reject == Some(*sip_code),
         Outcome::DialOut(d) => e.dial_out.as_deref() == Some(d.target.as_str()),
@@ -396,6 +412,8 @@ fn expected(e: &Expect) -> String {
         format!("reject {c}")
     } else if let Some(t) = &e.dial_out {
         format!("dial_out {t}")
+    } else if let Some(r) = &e.pin_room {
+        format!("pin, static lookup → room {r:?}")
     } else if e.pin.is_some() {
         "pin".into()
     } else if e.no_match.is_some() {

@@ -749,7 +749,8 @@ fn test_command_reports_failures() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("p.toml"),
-        "[[rule]]\nname = \"a\"\nmatch.called = 'x'\naction = { type = \"room\", room = \"r\" }\n",
+        "[[rule]]\nname = \"a\"\nmatch.called = 'x'\naction = { type = \"room\", room = \"r\" }\n\n\
+         [[rule]]\nname = \"p\"\nmatch.called = 'p'\naction = { type = \"pin\", lookup = { type = \"static\", pins = { \"1234\" = \"board\" } } }\n",
     )
     .expect("write");
     let cases = dir.path().join("cases.test");
@@ -757,7 +758,11 @@ fn test_command_reports_failures() {
         &cases,
         "[[case]]\nname = \"right\"\nto = \"sip:x@h\"\nexpect = { room = \"r\", rule = \"a\" }\n\n\
          [[case]]\nname = \"wrong room\"\nto = \"sip:x@h\"\nexpect = { room = \"s\" }\n\n\
-         [[case]]\nname = \"wrong kind\"\nto = \"sip:y@h\"\nexpect = { reject = 403 }\n",
+         [[case]]\nname = \"wrong kind\"\nto = \"sip:y@h\"\nexpect = { reject = 403 }\n\n\
+         [[case]]\nname = \"pin ok\"\nto = \"sip:p@h\"\nheaders = [\"X-PIN: 1234\"]\nexpect = { pin_room = \"board\" }\n\n\
+         [[case]]\nname = \"pin unknown\"\nto = \"sip:p@h\"\nheaders = [\"X-PIN: 9999\"]\nexpect = { pin_room = \"board\" }\n\n\
+         [[case]]\nname = \"pin not carried\"\nto = \"sip:p@h\"\nexpect = { pin_room = \"board\" }\n\n\
+         [[case]]\nname = \"two outcomes\"\nto = \"sip:p@h\"\nexpect = { pin = true, room = \"board\" }\n",
     )
     .expect("write");
     let (out, code) = cli::test(&cases, dir.path());
@@ -772,7 +777,17 @@ fn test_command_reports_failures() {
         out.contains("expected reject 403, got no rule matched"),
         "{out}"
     );
-    assert!(out.ends_with("1 passed, 2 failed\n"), "{out}");
+    assert!(out.contains("ok   pin ok"), "{out}");
+    assert!(
+        out.contains("expected pin, static lookup → room \"board\", got pin, no static room"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL pin not carried"), "{out}");
+    assert!(
+        out.contains("FAIL two outcomes\n     ") && out.contains("expect needs exactly one of"),
+        "{out}"
+    );
+    assert!(out.ends_with("2 passed, 5 failed\n"), "{out}");
 }
 
 #[test]
