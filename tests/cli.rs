@@ -216,6 +216,8 @@ fn dialplan_route_golden() {
                 "sip:+33187654321@gw",
                 "--from",
                 "tel:+33612345678",
+                "--header",
+                "Accept-Language: de, fr;q=0.8, en;q=0.5",
             ],
             &[
                 "dialplan",

@@ -200,7 +200,11 @@ pub fn trace(req: &RouteRequest, r: &Routing) -> String {
     if let Outcome::Pin(p) = &r.outcome {
         match p.signalled_pin(req) {
             None => {
-                let _ = writeln!(o, "  no PIN carried by the call: prompt for it");
+                let _ = writeln!(
+                    o,
+                    "  no PIN carried by the call: prompt for it, in {}",
+                    p.prompt_language(req)
+                );
             }
             Some(pin) => {
                 let _ = writeln!(o, "  PIN carried by the call: {pin:?} (no prompt)");

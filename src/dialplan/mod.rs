@@ -352,6 +352,41 @@ impl PinAction {
     }
 }
 
+impl PinAction {
+    /// The language to prompt in: `fr` or `en` as configured, or for `auto` the preferred of
+    /// the two in the call's `Accept-Language` (highest `q`, then first listed; English when
+    /// neither is there).
+    pub fn prompt_language(&self, req: &RouteRequest) -> PromptLanguage {
+        if self.language != PromptLanguage::Auto {
+            return self.language;
+        }
+        let mut best: Option<(f32, PromptLanguage)> = None;
+        let values = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
+            .flat_map(|(_, v)| v.split(','));
+        for item in values {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let primary = tag.split('-').next().unwrap_or_default();
+            let lang = match primary {
+                "fr" => PromptLanguage::Fr,
+                "en" => PromptLanguage::En,
+                _ => continue,
+            };
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(PromptLanguage::En, |(_, l)| l)
+    }
+}
+
 /// Prompt language of the PIN collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptLanguage {

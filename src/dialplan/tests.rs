@@ -791,6 +791,56 @@ fn test_command_reports_failures() {
 }
 
 #[test]
+fn prompt_language_from_accept_language() {
+    let action = |language| PinAction {
+        language,
+        min_digits: 4,
+        max_digits: 6,
+        hash_terminates: true,
+        timeout: Duration::from_secs(10),
+        attempts: 3,
+        pin_header: true,
+        pin_in_uri: false,
+        lookup: PinLookup::Static(Arc::default()),
+    };
+    let cases: &[(PromptLanguage, &[&str], PromptLanguage)] = &[
+        (PromptLanguage::Fr, &["en"], PromptLanguage::Fr),
+        (PromptLanguage::En, &["fr"], PromptLanguage::En),
+        (PromptLanguage::Auto, &[], PromptLanguage::En),
+        (PromptLanguage::Auto, &["fr-FR"], PromptLanguage::Fr),
+        (
+            PromptLanguage::Auto,
+            &["de, fr;q=0.5, en;q=0.4"],
+            PromptLanguage::Fr,
+        ),
+        (
+            PromptLanguage::Auto,
+            &["fr;q=0.3, EN-gb;q=0.8"],
+            PromptLanguage::En,
+        ),
+        (PromptLanguage::Auto, &["en, fr"], PromptLanguage::En),
+        (PromptLanguage::Auto, &["de", "fr"], PromptLanguage::Fr),
+        (PromptLanguage::Auto, &["fr;q=0, de"], PromptLanguage::En),
+        (
+            PromptLanguage::Auto,
+            &["es;q=1, fr;q=bad"],
+            PromptLanguage::Fr,
+        ),
+    ];
+    for (configured, headers, want) in cases {
+        let mut req = RouteRequest::sip("sip:r@gw", "");
+        for h in *headers {
+            req.headers.push(("Accept-Language".into(), h.to_string()));
+        }
+        assert_eq!(
+            action(*configured).prompt_language(&req),
+            *want,
+            "{configured} {headers:?}"
+        );
+    }
+}
+
+#[test]
 fn pin_carried_by_the_call() {
     let pin = |header: bool, uri: bool| PinAction {
         language: PromptLanguage::Auto,
