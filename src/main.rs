@@ -85,7 +85,12 @@ fn main() -> ExitCode {
             }
         }
         let (out, code) = jonction::dialplan::cli::run(command, &dir);
-        let _ = if code == 0 {
+        // Errors go to stderr; a test report (pass/fail per case) is the command's output.
+        let report = matches!(
+            command,
+            jonction::dialplan::cli::DialplanCommand::Test { .. }
+        );
+        let _ = if code == 0 || report {
             std::io::stdout().lock().write_all(out.as_bytes())
         } else {
             std::io::stderr().lock().write_all(out.as_bytes())

@@ -329,3 +329,34 @@ fn dialplan_default_dir_comes_from_the_configuration() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("dialplan.dri"), "{err}");
 }
+
+#[test]
+fn dialplan_test_failures_are_reported_on_stdout_with_exit_1() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = dir.path().join("mine.test.toml");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"demo\"\nto = \"sip:demo@gw\"\nexpect = { room = \"demo\" }\n\n\
+         [[case]]\nname = \"wrong\"\nto = \"sip:123@gw\"\nexpect = { room = \"x\" }\n",
+    )
+    .expect("write");
+    let (code, out, err) = jonction(
+        &[
+            "dialplan",
+            "test",
+            &cases.to_string_lossy(),
+            "--dir",
+            &format!("{root}/dialplans"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err, "");
+    assert!(out.starts_with("ok   demo\nFAIL wrong\n"), "{out}");
+    assert!(
+        out.contains(":6:1: expected room \"x\", got no rule matched → 404 Not Found\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("1 passed, 1 failed\n"), "{out}");
+}

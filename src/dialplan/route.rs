@@ -62,7 +62,8 @@ fn matches(c: &Conditions, req: &RouteRequest) -> Option<BTreeMap<String, String
         }
     }
     if !c.sources.is_empty() {
-        let ip = req.source?;
+        // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+        let ip = req.source?.to_canonical();
         if !c.sources.iter().any(|n| n.contains(&ip)) {
             return None;
         }

@@ -137,6 +137,18 @@ fn every_condition_kind() {
             Some("lan"),
         ),
         ("sip:300@x", "sip:a@b", |r| r.source = ip("192.0.2.8"), None),
+        (
+            "sip:300@x",
+            "sip:a@b",
+            |r| r.source = ip("::ffff:10.9.8.7"),
+            Some("lan"),
+        ),
+        (
+            "sip:300@x",
+            "sip:a@b",
+            |r| r.source = ip("::ffff:192.0.2.8"),
+            None,
+        ),
         ("sip:300@x", "sip:a@b", none, None), // no source known
         (
             "sip:400@x",
