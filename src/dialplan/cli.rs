@@ -19,7 +19,7 @@ pub const DEFAULT_DIR: &str = "dialplans";
 /// `jonction dialplan ...`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DialplanCommand {
-    /// Check dialplan files or directories (default: [dialplan] dir): all or nothing.
+    /// Check dialplan files or directories (default: `[dialplan] dir`): all or nothing.
     Check {
         /// Files, or directories whose top-level *.toml are read in file-name order.
         paths: Vec<PathBuf>,
@@ -30,7 +30,7 @@ pub enum DialplanCommand {
     Test {
         /// The test file.
         file: PathBuf,
-        /// The dialplan directory (default: [dialplan] dir of the configuration, `dialplans`).
+        /// The dialplan directory (default: `[dialplan] dir` of the configuration, `dialplans`).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -60,7 +60,7 @@ pub struct RouteArgs {
     /// Trunk name.
     #[arg(long)]
     pub trunk: Option<String>,
-    /// The dialplan directory (default: [dialplan] dir of the configuration, `dialplans`).
+    /// The dialplan directory (default: `[dialplan] dir` of the configuration, `dialplans`).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
