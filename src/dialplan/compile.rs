@@ -424,6 +424,34 @@ impl Cx<'_> {
         }
     }
 
+    /// A room-name template: its literal text must be possible in a room name, and without
+    /// variables it must be a valid room name itself.
+    fn room_template(&mut self, s: &Spanned<String>, known: &BTreeSet<String>) -> Option<Template> {
+        let t = self.template(s, known)?;
+        let bad = t
+            .literals()
+            .flat_map(str::chars)
+            .find(|c| !crate::http::valid_room_name(c.encode_utf8(&mut [0; 4])));
+        if let Some(c) = bad {
+            self.err(
+                s.span(),
+                format!(
+                    "room template {:?} holds {c:?}: room names are letters, digits, - _ .",
+                    s.get_ref()
+                ),
+            );
+            return None;
+        }
+        if t.names().next().is_none() && !crate::http::valid_room_name(s.get_ref()) {
+            self.err(
+                s.span(),
+                format!("invalid room name {:?} (1 to 64 characters)", s.get_ref()),
+            );
+            return None;
+        }
+        Some(t)
+    }
+
     fn action(&mut self, a: Spanned<ActionDef>, known: &BTreeSet<String>) -> Option<Action> {
         let span = a.span();
         let d = a.into_inner();
@@ -485,7 +513,7 @@ impl Cx<'_> {
                     );
                     return None;
                 };
-                let room = self.template(room, known);
+                let room = self.room_template(room, known);
                 let participant_name = match &d.participant_name {
                     Some(p) => Some(self.template(p, known)?),
                     None => None,
@@ -593,7 +621,7 @@ impl Cx<'_> {
                     return None;
                 }
                 let room = match &d.room {
-                    Some(r) => Some(self.template(r, known)?),
+                    Some(r) => Some(self.room_template(r, known)?),
                     None => None,
                 };
                 Some(Action::DialOut {

@@ -478,6 +478,14 @@ action = { type = "room", room = "{any}" }
 }
 
 #[test]
+fn plans_are_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Dialplan>();
+    send_sync::<Routing>();
+    send_sync::<reload::DialplanHandle>();
+}
+
+#[test]
 fn empty_plan_matches_nothing() {
     let (d, p) = plan("# nothing yet\n");
     let (out, code) = cli::check(&[d.path().to_path_buf()]);
@@ -642,6 +650,18 @@ fn errors_name_line_and_column() {
         (
             "[[rule]]\nname = \"a\"\naction = { type = \"reject\", code = 403, reason = \"No\\r\\nVia: x\" }\n".into(),
             "3:50: the reason must be one line of text",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"room\", room = \"tel {called}\" }\n".into(),
+            "3:34: room template \"tel {called}\" holds ' ': room names are letters, digits, - _ .",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\naction = {{ type = \"room\", room = \"{}\" }}\n", "r".repeat(65)),
+            "3:34: invalid room name \"rrrrr",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"sip:x@y\", room = \"a/{called}\" }\n".into(),
+            "3:58: room template \"a/{called}\" holds '/'",
         ),
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"ldap\" }\n".into(),
