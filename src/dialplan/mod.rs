@@ -10,6 +10,28 @@
 //! Evaluation: files in file-name order, rules in file order; disabled rules are skipped; the
 //! first rule whose every condition holds wins; its transforms rewrite the called number in
 //! order; its action is rendered from templates. No rule → [`Outcome::NoMatch`] (answer 404).
+//!
+//! ```
+//! use jonction::dialplan::{reload::DialplanHandle, Dialplan, Outcome, RouteRequest};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # std::fs::write(
+//! #     dir.path().join("10-rooms.toml"),
+//! #     "[[rule]]\nname = \"rooms\"\nmatch.called = '(?P<room>[a-z0-9-]+)'\n\
+//! #      action = { type = \"room\", room = \"{room}\" }\n",
+//! # )?;
+//! // At start-up (an error names file:line:col); then `reload::spawn_watch` keeps it current.
+//! let handle = DialplanHandle::new(Dialplan::load_dir(dir.path())?);
+//! // For each new call, the plan in force (calls in progress keep the one they had).
+//! let req = RouteRequest::sip("sip:demo@gw.example.org", "sip:alice@example.org");
+//! match handle.current().route(&req).outcome {
+//!     Outcome::Room(target) => assert_eq!(target.room, "demo"),
+//!     Outcome::NoMatch | Outcome::Invalid(_) => unreachable!("answered 404"),
+//!     other => unreachable!("{other:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cli;
 mod compile;
