@@ -249,6 +249,18 @@ impl RouteRequest {
     }
 }
 
+impl RouteRequest {
+    /// An H.323 call from alias `calling` to alias `called` (numbers, `h323:` URIs or
+    /// `alias@host`), no source, trunk or header.
+    pub fn h323(called: &str, calling: &str) -> Self {
+        Self {
+            protocol: Protocol::H323,
+            transport: Transport::H323,
+            ..Self::sip(called, calling)
+        }
+    }
+}
+
 // === Results ===
 
 /// Which rule decided.
@@ -308,6 +320,20 @@ pub enum Outcome {
     NoMatch,
     /// A rule matched but its result is unusable (bad room name, unparsable number).
     Invalid(String),
+}
+
+impl Outcome {
+    /// The refusal to answer, if the call is refused: `(SIP status, reason phrase)`. No match
+    /// and an invalid result are `404 Not Found`; a reject is its own code and reason.
+    pub fn refusal(&self) -> Option<(u16, &str)> {
+        match self {
+            Self::NoMatch | Self::Invalid(_) => Some((404, "Not Found")),
+            Self::Reject {
+                sip_code, reason, ..
+            } => Some((*sip_code, reason.as_str())),
+            Self::Room(_) | Self::Pin(_) | Self::DialOut(_) => None,
+        }
+    }
 }
 
 /// A room to join.

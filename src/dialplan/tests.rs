@@ -478,6 +478,45 @@ action = { type = "room", room = "{any}" }
 }
 
 #[test]
+fn refusals_and_h323_requests() {
+    let (_d, p) = plan(
+        r#"
+[[rule]]
+name = "ext"
+match = { protocol = "h323", transport = "h323", called = '(?P<ext>7\d{3})' }
+action = { type = "room", room = "ext-{ext}" }
+
+[[rule]]
+name = "busy"
+match.called = 'busy'
+action = { type = "reject", code = 486, h323_cause = 17 }
+
+[[rule]]
+name = "bad"
+match.called = 'bad(?P<x>.*)'
+action = { type = "room", room = "b{x}" }
+"#,
+    );
+    let r = p.route(&RouteRequest::h323("7001", "h323:alice@gk"));
+    assert_eq!(room(&r), Some("ext-7001"));
+    assert_eq!(r.outcome.refusal(), None);
+    assert_eq!(
+        p.route(&RouteRequest::sip("sip:7001@gw", "")).outcome,
+        Outcome::NoMatch
+    );
+    let cases = [
+        ("sip:busy@gw", Some((486, "Busy Here"))),
+        ("sip:nothing@gw", Some((404, "Not Found"))),
+        ("sip:bad%20x@gw", Some((404, "Not Found"))),
+        ("sip:badx@gw", None),
+    ];
+    for (to, want) in cases {
+        let r = p.route(&RouteRequest::sip(to, ""));
+        assert_eq!(r.outcome.refusal(), want, "{to}: {r:?}");
+    }
+}
+
+#[test]
 fn plans_are_shared_across_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Dialplan>();
