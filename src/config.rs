@@ -37,7 +37,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// SIP signalling and media.
     pub sip: SipConfig,
-    /// Call routing rules.
+    /// Call routing rules (`dialplans/*.toml`).
     pub dialplan: DialplanConfig,
 }
 
@@ -45,9 +45,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DialplanConfig {
-    /// Directory of the rule files (`*.toml`, read in file-name order).
+    /// Directory whose top-level `*.toml` files are the dialplan, read in file-name order.
     pub dir: PathBuf,
-    /// How often the directory is checked for changes (hot reload).
+    /// How often the directory is polled for changes (hot reload). `0s`: no hot reload.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
 }
@@ -55,7 +55,7 @@ pub struct DialplanConfig {
 impl Default for DialplanConfig {
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("dialplans"),
+            dir: PathBuf::from(crate::dialplan::cli::DEFAULT_DIR),
             reload_interval: Duration::from_secs(2),
         }
     }
@@ -548,6 +548,24 @@ mod tests {
         assert!(c.http.dev_mode());
         assert!(c.livekit.embedded());
         assert_eq!(c.rooms.udp_port, 7882);
+        assert_eq!(c.dialplan.dir, PathBuf::from("dialplans"));
+        assert_eq!(c.dialplan.reload_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn dialplan_keys() {
+        let f = write("[dialplan]\ndir = \"/etc/jonction/dialplans\"\nreload_interval = \"0s\"\n");
+        let c = Config::load_with_env(Some(&f.0), &[]).expect("valid");
+        assert_eq!(c.dialplan.dir, PathBuf::from("/etc/jonction/dialplans"));
+        assert_eq!(c.dialplan.reload_interval, Duration::ZERO);
+        let env = vec![("JONCTION_DIALPLAN__DIR".to_string(), "/srv/dp".to_string())];
+        let c = Config::load_with_env(Some(&f.0), &env).expect("valid");
+        assert_eq!(c.dialplan.dir, PathBuf::from("/srv/dp"));
+        let f = write("[dialplan]\ndri = \"x\"\n");
+        let e = Config::load_with_env(Some(&f.0), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dialplan.dri"), "{e}");
     }
 
     #[test]

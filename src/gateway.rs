@@ -76,11 +76,13 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         };
         let plan = load_dialplan(&cfg.dialplan.dir)?;
         let handle = crate::dialplan::reload::DialplanHandle::new(plan);
-        crate::dialplan::reload::spawn_watch(
-            cfg.dialplan.dir.clone(),
-            cfg.dialplan.reload_interval,
-            handle.clone(),
-        );
+        if !cfg.dialplan.reload_interval.is_zero() {
+            crate::dialplan::reload::spawn_watch(
+                cfg.dialplan.dir.clone(),
+                cfg.dialplan.reload_interval,
+                handle.clone(),
+            );
+        }
         let admission = std::sync::Arc::new(crate::call::admission::Admission::new(
             handle,
             Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret),

@@ -72,9 +72,25 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Command::Dialplan { command } = &cli.command {
-        // Needs no configuration: an admin checks files before deploying them.
-        let (out, code) = jonction::dialplan::cli::run(command);
-        let _ = if code == 0 {
+        // Needs no configuration file; it is read (with the environment) only for the
+        // default directory `[dialplan] dir`.
+        let mut dir = PathBuf::from(jonction::dialplan::cli::DEFAULT_DIR);
+        if command.needs_default_dir() {
+            match Config::load(cli.config.as_deref()) {
+                Ok(c) => dir = c.dialplan.dir,
+                Err(e) => {
+                    eprintln!("jonction: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        let (out, code) = jonction::dialplan::cli::run(command, &dir);
+        // Errors go to stderr; a test report (pass/fail per case) is the command's output.
+        let report = matches!(
+            command,
+            jonction::dialplan::cli::DialplanCommand::Test { .. }
+        );
+        let _ = if code == 0 || report {
             std::io::stdout().lock().write_all(out.as_bytes())
         } else {
             std::io::stderr().lock().write_all(out.as_bytes())

@@ -205,7 +205,27 @@ fn dialplan_route_golden() {
                 "dialplan",
                 "route",
                 "--to",
+                "tel:+33187654321",
+                "--header",
+                "X-PIN: 9999999999",
+            ],
+            &[
+                "dialplan",
+                "route",
+                "--to",
+                "sip:+33187654321@gw",
+                "--from",
+                "tel:+33612345678",
+                "--header",
+                "Accept-Language: de, fr;q=0.8, en;q=0.5",
+            ],
+            &[
+                "dialplan",
+                "route",
+                "--to",
                 "h323:7001",
+                "--from",
+                "h323:7700",
                 "--protocol",
                 "h323",
             ],
@@ -261,4 +281,82 @@ fn dialplan_test_shipped_expectations() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn dialplan_default_dir_comes_from_the_configuration() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bad = format!("{root}/tests/data/dialplan/bad");
+    // From the environment: the bad set is checked, and refused.
+    let (code, out, err) = jonction(
+        &["dialplan", "check"],
+        &[("JONCTION_DIALPLAN__DIR", bad.as_str())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.ends_with("refused: 8 errors\n"), "{err}");
+    // From a configuration file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("jonction.toml");
+    std::fs::write(
+        &cfg,
+        format!("[dialplan]\ndir = \"{root}/dialplans\"\nreload_interval = \"2s\"\n"),
+    )
+    .expect("write");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let (code, out, err) = jonction(&["-c", &cfg, "dialplan", "check"], &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 6 rules in 4 files\n"),
+        "{err}"
+    );
+    let (code, out, err) = jonction(
+        &["-c", &cfg, "dialplan", "route", "--to", "sip:demo@gw"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("action: room \"demo\""), "{out}");
+    // An explicit path wins, and a broken configuration is then not even read.
+    let (code, out, err) = jonction(
+        &["dialplan", "check", &format!("{root}/dialplans")],
+        &[("JONCTION_DIALPLAN__DRI", "x")],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 6 rules in 4 files\n"),
+        "{err}"
+    );
+    let (code, _, err) = jonction(&["dialplan", "check"], &[("JONCTION_DIALPLAN__DRI", "x")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("dialplan.dri"), "{err}");
+}
+
+#[test]
+fn dialplan_test_failures_are_reported_on_stdout_with_exit_1() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = dir.path().join("mine.test.toml");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"demo\"\nto = \"sip:demo@gw\"\nexpect = { room = \"demo\" }\n\n\
+         [[case]]\nname = \"wrong\"\nto = \"sip:123@gw\"\nexpect = { room = \"x\" }\n",
+    )
+    .expect("write");
+    let (code, out, err) = jonction(
+        &[
+            "dialplan",
+            "test",
+            &cases.to_string_lossy(),
+            "--dir",
+            &format!("{root}/dialplans"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err, "");
+    assert!(out.starts_with("ok   demo\nFAIL wrong\n"), "{out}");
+    assert!(
+        out.contains(":6:1: expected room \"x\", got no rule matched → 404 Not Found\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("1 passed, 1 failed\n"), "{out}");
 }

@@ -48,8 +48,6 @@ pub struct Caller {
     pub call_id: String,
     /// The routing request (called/calling parties, source, transport, headers).
     pub request: RouteRequest,
-    /// The caller's preferred languages (SIP Accept-Language), if given.
-    pub accept_language: Option<String>,
 }
 
 /// Routes calls and tracks failed PINs; shared by the fronts.
@@ -141,14 +139,9 @@ impl Admission {
             return refuse(503, "Service Unavailable", Some(41));
         };
         let directory = Arc::new(directory);
-        let language = match p.language {
+        let language = match p.prompt_language(&c.request) {
             PromptLanguage::Fr => Language::Fr,
-            PromptLanguage::En => Language::En,
-            PromptLanguage::Auto => c
-                .accept_language
-                .as_deref()
-                .map(Language::from_accept_language)
-                .unwrap_or_default(),
+            PromptLanguage::En | PromptLanguage::Auto => Language::En,
         };
         let ctx = LookupContext {
             call_id: Some(c.call_id.clone()),
@@ -175,7 +168,6 @@ impl Admission {
             id: c.id,
             call_id: c.call_id.clone(),
             request: c.request.clone(),
-            accept_language: None,
         };
         let mint = move |room: &str| me.token(&caller, room, None, &[]);
         let me = self.clone();

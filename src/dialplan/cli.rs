@@ -13,13 +13,13 @@ use super::{
     dir_files, Dialplan, Outcome, Party, PinLookup, Protocol, RouteRequest, Routing, Transport,
 };
 
-/// The default dialplan directory.
+/// The default dialplan directory (`[dialplan] dir` in the configuration).
 pub const DEFAULT_DIR: &str = "dialplans";
 
 /// `jonction dialplan ...`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DialplanCommand {
-    /// Check dialplan files or directories (default: dialplans): all or nothing.
+    /// Check dialplan files or directories (default: `[dialplan] dir`): all or nothing.
     Check {
         /// Files, or directories whose top-level *.toml are read in file-name order.
         paths: Vec<PathBuf>,
@@ -30,9 +30,9 @@ pub enum DialplanCommand {
     Test {
         /// The test file.
         file: PathBuf,
-        /// The dialplan directory.
-        #[arg(long, default_value = DEFAULT_DIR)]
-        dir: PathBuf,
+        /// The dialplan directory (default: `[dialplan] dir` of the configuration, `dialplans`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -60,28 +60,36 @@ pub struct RouteArgs {
     /// Trunk name.
     #[arg(long)]
     pub trunk: Option<String>,
-    /// The dialplan directory.
-    #[arg(long, default_value = DEFAULT_DIR)]
-    pub dir: PathBuf,
+    /// The dialplan directory (default: `[dialplan] dir` of the configuration, `dialplans`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl DialplanCommand {
+    /// Whether the command reads the default directory (no path or `--dir` given), so that
+    /// the configuration is only read when it matters.
+    pub fn needs_default_dir(&self) -> bool {
+        match self {
+            Self::Check { paths } => paths.is_empty(),
+            Self::Route(a) => a.dir.is_none(),
+            Self::Test { dir, .. } => dir.is_none(),
+        }
+    }
 }
 
 /// Runs a dialplan command: (output, exit code). 0 ok, 1 refused plan or failed test, 2 usage.
-pub fn run(cmd: &DialplanCommand) -> (String, i32) {
+/// `default_dir` is used when the command names no path nor `--dir`.
+pub fn run(cmd: &DialplanCommand, default_dir: &Path) -> (String, i32) {
     match cmd {
+        DialplanCommand::Check { paths } if paths.is_empty() => check(&[default_dir.to_path_buf()]),
         DialplanCommand::Check { paths } => check(paths),
-        DialplanCommand::Route(args) => route(args),
-        DialplanCommand::Test { file, dir } => test(file, dir),
+        DialplanCommand::Route(args) => route(args, args.dir.as_deref().unwrap_or(default_dir)),
+        DialplanCommand::Test { file, dir } => test(file, dir.as_deref().unwrap_or(default_dir)),
     }
 }
 
 /// `check`: `ok: N rules in M files`, or every error.
 pub fn check(paths: &[PathBuf]) -> (String, i32) {
-    let default = [PathBuf::from(DEFAULT_DIR)];
-    let paths = if paths.is_empty() {
-        &default[..]
-    } else {
-        paths
-    };
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -98,7 +106,11 @@ pub fn check(paths: &[PathBuf]) -> (String, i32) {
             let (r, f) = (plan.rule_count(), plan.files().len());
             let rs = if r == 1 { "rule" } else { "rules" };
             let fs = if f == 1 { "file" } else { "files" };
-            (format!("ok: {r} {rs} in {f} {fs}\n"), 0)
+            let mut out = format!("ok: {r} {rs} in {f} {fs}\n");
+            if plan.enabled_count() == 0 {
+                out.push_str("warning: no enabled rule: every call will be answered 404\n");
+            }
+            (out, 0)
         }
         Err(e) => {
             let n = e.diagnostics.len();
@@ -142,8 +154,8 @@ fn request(
     })
 }
 
-/// `route`: the dry-run trace.
-pub fn route(a: &RouteArgs) -> (String, i32) {
+/// `route`: the dry-run trace of the call `a` describes through the plan in `dir`.
+pub fn route(a: &RouteArgs, dir: &Path) -> (String, i32) {
     let req = match request(
         &a.to,
         &a.from,
@@ -156,15 +168,15 @@ pub fn route(a: &RouteArgs) -> (String, i32) {
         Ok(r) => r,
         Err(e) => return (format!("{e}\n"), 2),
     };
-    let plan = match Dialplan::load_dir(&a.dir) {
+    let plan = match Dialplan::load_dir(dir) {
         Ok(p) => p,
         Err(e) => return (format!("{e}\nrefused: the dialplan does not load\n"), 1),
     };
-    (trace(&plan.route(&req)), 0)
+    (trace(&req, &plan.route(&req)), 0)
 }
 
-/// Prints a routing decision, one fact a line.
-pub fn trace(r: &Routing) -> String {
+/// Prints the routing decision for `req`, one fact a line.
+pub fn trace(req: &RouteRequest, r: &Routing) -> String {
     let mut o = String::new();
     let Some(rule) = &r.rule else {
         return "no rule matched → 404 Not Found\n".to_string();
@@ -185,6 +197,26 @@ pub fn trace(r: &Routing) -> String {
             let _ = writeln!(o, "  attribute: {k} = {v:?}");
         }
     }
+    if let Outcome::Pin(p) = &r.outcome {
+        match p.signalled_pin(req) {
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  no PIN carried by the call: prompt for it, in {}",
+                    p.prompt_language(req)
+                );
+            }
+            Some(pin) => {
+                let _ = writeln!(o, "  PIN carried by the call: {pin:?} (no prompt)");
+                if let PinLookup::Static(table) = &p.lookup {
+                    let _ = match table.get(&pin) {
+                        Some(room) => writeln!(o, "  static lookup: {pin:?} → room {room:?}"),
+                        None => writeln!(o, "  static lookup: {pin:?} is not in the table"),
+                    };
+                }
+            }
+        }
+    }
     o
 }
 
@@ -198,11 +230,12 @@ fn describe(o: &Outcome) -> String {
                 PinLookup::LivekitDispatch { url, .. } => format!("livekit_dispatch {url}"),
             };
             format!(
-                "pin (language {}, {}-{} digits, timeout {}, {} attempts, X-PIN header {}, \
+                "pin (language {}, {}-{} digits{}, timeout {}, {} attempts, X-PIN header {}, \
                  PIN in URI {}), lookup {lookup}",
                 p.language,
                 p.min_digits,
                 p.max_digits,
+                if p.hash_terminates { ", # ends" } else { "" },
                 humantime_serde::re::humantime::format_duration(p.timeout),
                 p.attempts,
                 if p.pin_header { "accepted" } else { "ignored" },
@@ -261,6 +294,8 @@ fn sip() -> String {
 struct Expect {
     room: Option<String>,
     pin: Option<bool>,
+    /// A PIN outcome whose PIN the call carries and the static table maps to this room.
+    pin_room: Option<String>,
     reject: Option<u16>,
     dial_out: Option<String>,
     no_match: Option<bool>,
@@ -330,6 +365,7 @@ fn run_case(plan: &Dialplan, c: &Case) -> Result<(), String> {
     let wanted = [
         e.room.is_some(),
         e.pin.is_some(),
+        e.pin_room.is_some(),
         e.reject.is_some(),
         e.dial_out.is_some(),
         e.no_match.is_some(),
@@ -337,11 +373,24 @@ fn run_case(plan: &Dialplan, c: &Case) -> Result<(), String> {
     ];
     if wanted.iter().filter(|w| **w).count() != 1 {
         return Err(
-            "expect needs exactly one of room, pin, reject, dial_out, no_match, invalid".into(),
+            "expect needs exactly one of room, pin, pin_room, reject, dial_out, no_match, invalid"
+                .into(),
         );
     }
+    let mut got = got;
     let ok = match &r.outcome {
         Outcome::Room(t) => e.room.as_deref() == Some(t.room.as_str()),
+        Outcome::Pin(p) if e.pin_room.is_some() => {
+            let room = match (&p.lookup, p.signalled_pin(&req)) {
+                (PinLookup::Static(table), Some(pin)) => table.get(&pin).cloned(),
+                _ => None,
+            };
+            got = match &room {
+                Some(room) => format!("pin, static lookup → room {room:?}"),
+                None => "pin, no static room for the PIN the call carries".into(),
+            };
+            room == e.pin_room
+        }
         Outcome::Pin(_) => e.pin == Some(true),
         Outcome::Reject { sip_code, .. } => e.reject == Some(*sip_code),
         Outcome::DialOut(d) => e.dial_out.as_deref() == Some(d.target.as_str()),
@@ -367,6 +416,8 @@ fn expected(e: &Expect) -> String {
         format!("reject {c}")
     } else if let Some(t) = &e.dial_out {
         format!("dial_out {t}")
+    } else if let Some(r) = &e.pin_room {
+        format!("pin, static lookup → room {r:?}")
     } else if e.pin.is_some() {
         "pin".into()
     } else if e.no_match.is_some() {

@@ -103,6 +103,7 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Dialplan, DialplanError> {
             file: path,
             src: &src,
             diags: &mut diags,
+            captures: BTreeSet::new(),
         };
         for def in def.rule {
             let def = def.into_inner();
@@ -141,6 +142,8 @@ struct Cx<'a> {
     file: &'a Path,
     src: &'a str,
     diags: &'a mut Vec<Diagnostic>,
+    /// Named captures of the rule being compiled.
+    captures: BTreeSet<String>,
 }
 
 impl Cx<'_> {
@@ -156,20 +159,10 @@ impl Cx<'_> {
 
     fn rule(&mut self, def: RuleDef, file: &Path, name: String, index: usize) -> Option<Rule> {
         let before = self.diags.len();
+        self.captures.clear();
         let cond = self.conditions(def.matches.unwrap_or_default());
         let mut known: BTreeSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
-        for re in [
-            &cond.called,
-            &cond.called_host,
-            &cond.calling,
-            &cond.calling_host,
-        ]
-        .into_iter()
-        .flatten()
-        .chain(cond.headers.iter().map(|(_, r)| r))
-        {
-            known.extend(re.capture_names().flatten().map(str::to_string));
-        }
+        known.extend(std::mem::take(&mut self.captures));
         let transforms = def
             .transform
             .iter()
@@ -196,10 +189,33 @@ impl Cx<'_> {
         })
     }
 
+    /// A match regex (anchored); its named captures must be new to the rule and not shadow a
+    /// built-in variable.
     fn regex(&mut self, s: &Spanned<String>, case_insensitive: bool) -> Option<Regex> {
         let flags = if case_insensitive { "(?i)" } else { "" };
         match Regex::new(&format!("{flags}^(?:{})$", s.get_ref())) {
-            Ok(r) => Some(r),
+            Ok(r) => {
+                for name in r.capture_names().flatten() {
+                    if BUILTINS.contains(&name) {
+                        self.err(
+                            s.span(),
+                            format!(
+                                "capture name {name:?} is a built-in variable \
+                                 ({{{name}}}): choose another"
+                            ),
+                        );
+                        return None;
+                    }
+                    if !self.captures.insert(name.to_string()) {
+                        self.err(
+                            s.span(),
+                            format!("capture name {name:?} is already used by another condition"),
+                        );
+                        return None;
+                    }
+                }
+                Some(r)
+            }
             Err(e) => {
                 let why = e.to_string();
                 let why = why.lines().last().unwrap_or_default();
@@ -219,8 +235,11 @@ impl Cx<'_> {
             ..Conditions::default()
         };
         for (name, re) in &m.headers {
+            if !is_token(name.get_ref()) {
+                self.err(name.span(), format!("bad header name {:?}", name.get_ref()));
+            }
             if let Some(r) = self.regex(re, false) {
-                c.headers.push((name.to_ascii_lowercase(), r));
+                c.headers.push((name.get_ref().to_ascii_lowercase(), r));
             }
         }
         if let Some(s) = &m.source {
@@ -275,7 +294,7 @@ impl Cx<'_> {
         let allowed: &[&str] = match kind {
             "replace" => &["pattern", "with"],
             "strip_prefix" | "add_prefix" => &["prefix"],
-            "e164" => &["country"],
+            "e164" => &["country", "strict"],
             other => {
                 self.err(
                     d.kind.span(),
@@ -292,6 +311,7 @@ impl Cx<'_> {
             ("with", d.with.as_ref().map(Spanned::span)),
             ("prefix", d.prefix.as_ref().map(Spanned::span)),
             ("country", d.country.as_ref().map(Spanned::span)),
+            ("strict", d.strict.as_ref().map(Spanned::span)),
         ];
         if !self.only(&present, allowed, "transform", kind) {
             return None;
@@ -338,7 +358,10 @@ impl Cx<'_> {
             _ => {
                 let c = need(self, &d.country, "country")?;
                 match transform::country(c.get_ref()) {
-                    Some(id) => Some(Transform::E164(id)),
+                    Some(country) => Some(Transform::E164 {
+                        country,
+                        strict: d.strict.as_ref().is_none_or(|s| *s.get_ref()),
+                    }),
                     None => {
                         self.err(
                             c.span(),
@@ -401,6 +424,34 @@ impl Cx<'_> {
         }
     }
 
+    /// A room-name template: its literal text must be possible in a room name, and without
+    /// variables it must be a valid room name itself.
+    fn room_template(&mut self, s: &Spanned<String>, known: &BTreeSet<String>) -> Option<Template> {
+        let t = self.template(s, known)?;
+        let bad = t
+            .literals()
+            .flat_map(str::chars)
+            .find(|c| !crate::http::valid_room_name(c.encode_utf8(&mut [0; 4])));
+        if let Some(c) = bad {
+            self.err(
+                s.span(),
+                format!(
+                    "room template {:?} holds {c:?}: room names are letters, digits, - _ .",
+                    s.get_ref()
+                ),
+            );
+            return None;
+        }
+        if t.names().next().is_none() && !crate::http::valid_room_name(s.get_ref()) {
+            self.err(
+                s.span(),
+                format!("invalid room name {:?} (1 to 64 characters)", s.get_ref()),
+            );
+            return None;
+        }
+        Some(t)
+    }
+
     fn action(&mut self, a: Spanned<ActionDef>, known: &BTreeSet<String>) -> Option<Action> {
         let span = a.span();
         let d = a.into_inner();
@@ -411,6 +462,7 @@ impl Cx<'_> {
                 "language",
                 "min_digits",
                 "max_digits",
+                "hash_terminates",
                 "timeout",
                 "attempts",
                 "pin_header",
@@ -437,6 +489,7 @@ impl Cx<'_> {
             ("language", s(&d.language)),
             ("min_digits", n(&d.min_digits)),
             ("max_digits", n(&d.max_digits)),
+            ("hash_terminates", b(&d.hash_terminates)),
             ("timeout", s(&d.timeout)),
             ("attempts", n(&d.attempts)),
             ("pin_header", b(&d.pin_header)),
@@ -460,7 +513,7 @@ impl Cx<'_> {
                     );
                     return None;
                 };
-                let room = self.template(room, known);
+                let room = self.room_template(room, known);
                 let participant_name = match &d.participant_name {
                     Some(p) => Some(self.template(p, known)?),
                     None => None,
@@ -468,8 +521,10 @@ impl Cx<'_> {
                 let mut attributes = BTreeMap::new();
                 if let Some(attrs) = &d.attributes {
                     for (k, v) in attrs.get_ref() {
-                        if let Some(t) = self.template(v, known) {
-                            attributes.insert(k.clone(), t);
+                        if k.get_ref().trim().is_empty() {
+                            self.err(k.span(), "empty attribute name");
+                        } else if let Some(t) = self.template(v, known) {
+                            attributes.insert(k.get_ref().clone(), t);
                         }
                     }
                 }
@@ -507,10 +562,22 @@ impl Cx<'_> {
                     }
                     None => None,
                 };
+                if let Some(r) = d
+                    .reason
+                    .as_ref()
+                    .filter(|r| r.get_ref().chars().any(char::is_control))
+                {
+                    self.err(
+                        r.span(),
+                        "the reason must be one line of text (no control characters)",
+                    );
+                    return None;
+                }
                 let reason = d
                     .reason
                     .as_ref()
-                    .map(|r| r.get_ref().clone())
+                    .map(|r| r.get_ref().trim().to_string())
+                    .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| default_reason(sip_code).to_string());
                 Some(Action::Reject {
                     sip_code: sip_code as u16,
@@ -523,7 +590,7 @@ impl Cx<'_> {
                     self.err(span, "action \"dial_out\" needs `target` (a URI template)");
                     return None;
                 };
-                let target = self.template(target, known);
+                let target_t = self.template(target, known);
                 let protocol = match &d.protocol {
                     Some(p) => match p.get_ref().parse() {
                         Ok(p) => p,
@@ -534,12 +601,31 @@ impl Cx<'_> {
                     },
                     None => Protocol::Sip,
                 };
+                let schemes: &[&str] = match protocol {
+                    Protocol::Sip => &["sip:", "sips:", "tel:"],
+                    Protocol::H323 => &["h323:"],
+                };
+                let raw = target.get_ref();
+                let has_scheme = schemes.iter().any(|s| {
+                    raw.get(..s.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(s))
+                });
+                if !has_scheme {
+                    self.err(
+                        target.span(),
+                        format!(
+                            "dial_out target {raw:?} must start with {} for protocol {protocol}",
+                            schemes.join(" or ")
+                        ),
+                    );
+                    return None;
+                }
                 let room = match &d.room {
-                    Some(r) => Some(self.template(r, known)?),
+                    Some(r) => Some(self.room_template(r, known)?),
                     None => None,
                 };
                 Some(Action::DialOut {
-                    target: target?,
+                    target: target_t?,
                     protocol,
                     room,
                 })
@@ -620,6 +706,7 @@ impl Cx<'_> {
             language,
             min_digits,
             max_digits,
+            hash_terminates: d.hash_terminates.as_ref().is_none_or(|b| *b.get_ref()),
             timeout,
             attempts,
             pin_header: d.pin_header.as_ref().is_none_or(|b| *b.get_ref()),
@@ -664,14 +751,15 @@ impl Cx<'_> {
                     return None;
                 };
                 let mut table = BTreeMap::new();
-                for (pin, room) in pins.get_ref() {
+                for (pin_at, room) in pins.get_ref() {
+                    let pin = pin_at.get_ref();
                     let len = pin.len();
                     if !pin.bytes().all(|b| b.is_ascii_digit())
                         || len < min as usize
                         || len > max as usize
                     {
                         self.err(
-                            room.span(),
+                            pin_at.span(),
                             format!("PIN {pin:?}: want {min} to {max} digits"),
                         );
                     } else if !crate::http::valid_room_name(room.get_ref()) {
@@ -696,6 +784,10 @@ impl Cx<'_> {
                     self.err(span, "lookup \"livekit_dispatch\" needs `api_key`");
                     return None;
                 };
+                if api_key.get_ref().trim().is_empty() {
+                    self.err(api_key.span(), "empty `api_key`");
+                    return None;
+                }
                 let api_secret =
                     self.secret(&d.api_secret, &d.api_secret_env, "api_secret", span)?;
                 Some(PinLookup::LivekitDispatch {
@@ -733,6 +825,10 @@ impl Cx<'_> {
         span: Range<usize>,
     ) -> Option<Secret> {
         match (value, env) {
+            (Some(v), None) if v.get_ref().is_empty() => {
+                self.err(v.span(), format!("empty `{key}`"));
+                None
+            }
             (Some(v), None) => Some(Secret::Value(v.get_ref().clone())),
             (None, Some(e)) if !e.get_ref().is_empty() => Some(Secret::Env(e.get_ref().clone())),
             (Some(_), Some(e)) => {
@@ -763,6 +859,18 @@ fn default_reason(code: u32) -> &'static str {
         603 => "Decline",
         _ => "Rejected",
     }
+}
+
+/// A SIP header name: an RFC 3261 token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+                )
+        })
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {

@@ -10,6 +10,28 @@
 //! Evaluation: files in file-name order, rules in file order; disabled rules are skipped; the
 //! first rule whose every condition holds wins; its transforms rewrite the called number in
 //! order; its action is rendered from templates. No rule → [`Outcome::NoMatch`] (answer 404).
+//!
+//! ```
+//! use jonction::dialplan::{reload::DialplanHandle, Dialplan, Outcome, RouteRequest};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # std::fs::write(
+//! #     dir.path().join("10-rooms.toml"),
+//! #     "[[rule]]\nname = \"rooms\"\nmatch.called = '(?P<room>[a-z0-9-]+)'\n\
+//! #      action = { type = \"room\", room = \"{room}\" }\n",
+//! # )?;
+//! // At start-up (an error names file:line:col); then `reload::spawn_watch` keeps it current.
+//! let handle = DialplanHandle::new(Dialplan::load_dir(dir.path())?);
+//! // For each new call, the plan in force (calls in progress keep the one they had).
+//! let req = RouteRequest::sip("sip:demo@gw.example.org", "sip:alice@example.org");
+//! match handle.current().route(&req).outcome {
+//!     Outcome::Room(target) => assert_eq!(target.room, "demo"),
+//!     Outcome::NoMatch | Outcome::Invalid(_) => unreachable!("answered 404"),
+//!     other => unreachable!("{other:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cli;
 mod compile;
@@ -55,6 +77,11 @@ impl Dialplan {
     /// Number of rules (disabled ones included).
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Number of enabled rules.
+    pub fn enabled_count(&self) -> usize {
+        self.rules.iter().filter(|r| r.enabled).count()
     }
 
     /// The files the plan was loaded from, in evaluation order.
@@ -123,7 +150,9 @@ pub struct Party {
 
 impl Party {
     /// Parses `sip:user@host:port;params`, `sips:`, `tel:`, `h323:`, `user@host`, or a bare
-    /// number or alias, with or without `<...>` and a display name.
+    /// number or alias, with or without `<...>` and a display name. The user part is
+    /// percent-decoded (`%2B33...` is `+33...`); a `tel:` number loses its visual separators
+    /// (`tel:+33-1-87-65-43-21` is `+33187654321`, RFC 3966).
     pub fn from_uri(s: &str) -> Party {
         let mut s = s.trim();
         if let (Some(a), Some(b)) = (s.find('<'), s.rfind('>')) {
@@ -131,11 +160,13 @@ impl Party {
                 s = &s[a + 1..b];
             }
         }
+        let mut tel = false;
         for scheme in ["sips:", "sip:", "tel:", "h323:"] {
             if s.get(..scheme.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
             {
                 s = &s[scheme.len()..];
+                tel = scheme == "tel:";
                 break;
             }
         }
@@ -151,11 +182,37 @@ impl Party {
         } else {
             host.split(':').next().unwrap_or(host)
         };
+        let mut user = percent_decode(user);
+        if tel {
+            user.retain(|c| !matches!(c, '-' | '.' | '(' | ')'));
+        }
         Party {
-            user: user.to_string(),
+            user,
             host: host.to_ascii_lowercase(),
         }
     }
+}
+
+/// Decodes `%HH` escapes (others are kept as written); invalid UTF-8 is replaced.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the engine needs to know about an incoming call.
@@ -188,6 +245,18 @@ impl RouteRequest {
             transport: Transport::Udp,
             trunk: None,
             headers: Vec::new(),
+        }
+    }
+}
+
+impl RouteRequest {
+    /// An H.323 call from alias `calling` to alias `called` (numbers, `h323:` URIs or
+    /// `alias@host`), no source, trunk or header.
+    pub fn h323(called: &str, calling: &str) -> Self {
+        Self {
+            protocol: Protocol::H323,
+            transport: Transport::H323,
+            ..Self::sip(called, calling)
         }
     }
 }
@@ -253,6 +322,20 @@ pub enum Outcome {
     Invalid(String),
 }
 
+impl Outcome {
+    /// The refusal to answer, if the call is refused: `(SIP status, reason phrase)`. No match
+    /// and an invalid result are `404 Not Found`; a reject is its own code and reason.
+    pub fn refusal(&self) -> Option<(u16, &str)> {
+        match self {
+            Self::NoMatch | Self::Invalid(_) => Some((404, "Not Found")),
+            Self::Reject {
+                sip_code, reason, ..
+            } => Some((*sip_code, reason.as_str())),
+            Self::Room(_) | Self::Pin(_) | Self::DialOut(_) => None,
+        }
+    }
+}
+
 /// A room to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomTarget {
@@ -273,6 +356,8 @@ pub struct PinAction {
     pub min_digits: u8,
     /// Most digits accepted.
     pub max_digits: u8,
+    /// `#` ends the PIN before `max_digits` (and is not part of it).
+    pub hash_terminates: bool,
     /// Time allowed to enter the PIN.
     pub timeout: Duration,
     /// Tries before hanging up.
@@ -312,6 +397,27 @@ impl PinAction {
             }
         }
         None
+    }
+}
+
+impl PinAction {
+    /// The language to prompt in: `fr` or `en` as configured, or for `auto` the preferred of
+    /// the two in the call's `Accept-Language` (highest `q`, then first listed; English when
+    /// neither is there).
+    pub fn prompt_language(&self, req: &RouteRequest) -> PromptLanguage {
+        if self.language != PromptLanguage::Auto {
+            return self.language;
+        }
+        let header: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        match crate::prompt::Language::from_accept_language(&header.join(",")) {
+            crate::prompt::Language::Fr => PromptLanguage::Fr,
+            crate::prompt::Language::En => PromptLanguage::En,
+        }
     }
 }
 

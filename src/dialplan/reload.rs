@@ -70,16 +70,28 @@ fn fingerprint(dir: &Path) -> Fingerprint {
     Fingerprint(out)
 }
 
-/// Polls `dir` every `interval`; on a change, loads the whole set: valid → swap and `info!`,
-/// invalid → keep the running plan and `error!` each problem. Stops when the task is aborted.
+/// [`watch`] as a tokio task (abort it to stop watching).
 pub fn spawn_watch(
     dir: PathBuf,
     interval: Duration,
     handle: DialplanHandle,
 ) -> tokio::task::JoinHandle<()> {
-    // Taken now, not when the task first runs: an edit in between must count as a change.
+    tokio::spawn(watch(dir, interval, handle))
+}
+
+/// Polls `dir` every `interval`; on a change, loads the whole set: valid → swap and `info!`,
+/// invalid → keep the running plan and `error!` each problem. Never ends (drop or abort it).
+/// The state of the directory is taken when this is called, not when first polled, so that an
+/// edit in between counts as a change. An `interval` below 10 ms is taken as 10 ms
+/// (`[dialplan] reload_interval = "0s"` means no watcher at all: the caller runs none).
+pub fn watch(
+    dir: PathBuf,
+    interval: Duration,
+    handle: DialplanHandle,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut seen = fingerprint(&dir);
-    tokio::spawn(async move {
+    let interval = interval.max(Duration::from_millis(10));
+    async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -98,7 +110,7 @@ pub fn spawn_watch(
                 }
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +192,37 @@ mod tests {
 
         // A removed file: picked up.
         std::fs::remove_file(path.join("20.toml")).expect("remove");
+        assert!(eventually(|| h.current().rule_count() == 1).await);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_edit_before_the_first_poll_counts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        std::fs::write(path.join("10.toml"), rules(&["a"])).expect("write");
+        let h = DialplanHandle::new(Dialplan::load_dir(&path).expect("loads"));
+        let watcher = watch(path.clone(), Duration::from_millis(10), h.clone());
+        std::fs::write(path.join("20.toml"), rules(&["b"])).expect("write");
+        let task = tokio::spawn(watcher);
+        assert!(eventually(|| h.current().rule_count() == 2).await);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn zero_interval_does_not_panic_and_a_missing_dir_keeps_the_plan() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("plans");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("10.toml"), rules(&["a", "b"])).expect("write");
+        let h = DialplanHandle::new(Dialplan::load_dir(&path).expect("loads"));
+        let task = spawn_watch(path.clone(), Duration::ZERO, h.clone());
+        std::fs::remove_dir_all(&path).expect("remove");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!task.is_finished(), "the watcher keeps running");
+        assert_eq!(h.current().rule_count(), 2);
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("10.toml"), rules(&["c"])).expect("write");
         assert!(eventually(|| h.current().rule_count() == 1).await);
         task.abort();
     }

@@ -62,7 +62,8 @@ fn matches(c: &Conditions, req: &RouteRequest) -> Option<BTreeMap<String, String
         }
     }
     if !c.sources.is_empty() {
-        let ip = req.source?;
+        // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+        let ip = req.source?.to_canonical();
         if !c.sources.iter().any(|n| n.contains(&ip)) {
             return None;
         }
@@ -175,7 +176,16 @@ fn outcome(action: &Action, vars: &BTreeMap<String, String>) -> Outcome {
                 Ok(r) => r,
                 Err(o) => return o,
             };
-            Outcome::DialOut(compile::dial_out(target.render(vars), *protocol, room))
+            let target = target.render(vars);
+            let rest = target.split_once(':').map_or("", |(_, r)| r);
+            if rest.is_empty()
+                || target
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+            {
+                return Outcome::Invalid(format!("dial-out target {target:?} is not a URI"));
+            }
+            Outcome::DialOut(compile::dial_out(target, *protocol, room))
         }
     }
 }

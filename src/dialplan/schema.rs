@@ -52,7 +52,7 @@ pub(crate) struct MatchDef {
     pub trunk: Option<Spanned<OneOrMany>>,
     pub protocol: Option<Spanned<OneOrMany>>,
     #[serde(default)]
-    pub headers: BTreeMap<String, Spanned<String>>,
+    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// `[[rule.transform]]`
@@ -65,6 +65,7 @@ pub(crate) struct TransformDef {
     pub with: Option<Spanned<String>>,
     pub prefix: Option<Spanned<String>>,
     pub country: Option<Spanned<String>>,
+    pub strict: Option<Spanned<bool>>,
 }
 
 /// `[rule.action]`: the keys allowed depend on `type`.
@@ -76,11 +77,12 @@ pub(crate) struct ActionDef {
     // room (and dial_out)
     pub room: Option<Spanned<String>>,
     pub participant_name: Option<Spanned<String>>,
-    pub attributes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub attributes: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     // pin
     pub language: Option<Spanned<String>>,
     pub min_digits: Option<Spanned<u32>>,
     pub max_digits: Option<Spanned<u32>>,
+    pub hash_terminates: Option<Spanned<bool>>,
     pub timeout: Option<Spanned<String>>,
     pub attempts: Option<Spanned<u32>>,
     pub pin_header: Option<Spanned<bool>>,
@@ -101,7 +103,7 @@ pub(crate) struct ActionDef {
 pub(crate) struct LookupDef {
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
-    pub pins: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub pins: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub url: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,

@@ -71,6 +71,14 @@ impl Template {
         })
     }
 
+    /// The literal parts, in order.
+    pub(crate) fn literals(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Lit(s) => Some(s.as_str()),
+            Part::Var(_) => None,
+        })
+    }
+
     /// Renders with `vars`; an absent variable renders empty (load-time checks rule it out).
     pub(crate) fn render(&self, vars: &BTreeMap<String, String>) -> String {
         let mut out = String::new();
@@ -108,6 +116,7 @@ mod tests {
         }
         let t = Template::parse("a{x}b{y_2}").expect("parses");
         assert_eq!(t.names().collect::<Vec<_>>(), ["x", "y_2"]);
+        assert_eq!(t.literals().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

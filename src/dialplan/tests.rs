@@ -137,6 +137,18 @@ fn every_condition_kind() {
             Some("lan"),
         ),
         ("sip:300@x", "sip:a@b", |r| r.source = ip("192.0.2.8"), None),
+        (
+            "sip:300@x",
+            "sip:a@b",
+            |r| r.source = ip("::ffff:10.9.8.7"),
+            Some("lan"),
+        ),
+        (
+            "sip:300@x",
+            "sip:a@b",
+            |r| r.source = ip("::ffff:192.0.2.8"),
+            None,
+        ),
         ("sip:300@x", "sip:a@b", none, None), // no source known
         (
             "sip:400@x",
@@ -233,6 +245,16 @@ name = "bad-number"
 match.called = 'x(?P<n>.*)'
 transform = [{ type = "e164", country = "fr" }]
 action = { type = "room", room = "r-{number}" }
+
+[[rule]]
+name = "lenient"
+match.called = 'L\d+'
+transform = [
+  { type = "strip_prefix", prefix = "L" },
+  { type = "e164", country = "FR", strict = false },
+  { type = "replace", pattern = '^\+', with = "" },
+]
+action = { type = "room", room = "n-{number}" }
 "#,
     );
     let r = p.route(&RouteRequest::sip("sip:90187654321@gw", "sip:alice@b"));
@@ -274,6 +296,16 @@ action = { type = "room", room = "r-{number}" }
         "{r:?}"
     );
     assert_eq!(r.rule.map(|i| i.name), Some("bad-number".to_string()));
+    // Strict (the default): a number outside the French plan is refused.
+    let r = p.route(&RouteRequest::sip("sip:x123@gw", ""));
+    assert!(
+        matches!(&r.outcome, Outcome::Invalid(m) if m.contains("not a valid number")),
+        "{r:?}"
+    );
+    // Not strict: only parsed and formatted.
+    let r = p.route(&RouteRequest::sip("sip:L123@gw", ""));
+    assert_eq!(room(&r), Some("n-33123"), "{r:?}");
+    assert_eq!(r.steps[1].step, "e164 FR (not strict)");
 }
 
 #[test]
@@ -298,6 +330,7 @@ type = "pin"
 language = "fr"
 min_digits = 4
 max_digits = 6
+hash_terminates = false
 timeout = "15s"
 attempts = 2
 pin_header = false
@@ -324,6 +357,16 @@ action.lookup = { type = "livekit_dispatch", url = "https://lk.example", api_key
 name = "dial-out"
 match.called = 'out-(?P<n>\d+)'
 action = { type = "dial_out", target = "sip:{n}@pstn.example", protocol = "sip", room = "out-{n}" }
+
+[[rule]]
+name = "dial-out-h323"
+match.called = 'h(?P<n>\d+)'
+action = { type = "dial_out", target = "h323:{n}", protocol = "h323" }
+
+[[rule]]
+name = "dial-out-bad"
+match.called = 'bad-out(?P<x>.*)'
+action = { type = "dial_out", target = "sip:{x}" }
 
 [[rule]]
 name = "bad-room"
@@ -356,7 +399,7 @@ action = { type = "room", room = "{any}" }
     assert_eq!(pin.language, PromptLanguage::Fr);
     assert_eq!((pin.min_digits, pin.max_digits, pin.attempts), (4, 6, 2));
     assert_eq!(pin.timeout, Duration::from_secs(15));
-    assert!(!pin.pin_header && pin.pin_in_uri);
+    assert!(!pin.pin_header && pin.pin_in_uri && !pin.hash_terminates);
     let PinLookup::Static(table) = &pin.lookup else {
         panic!("{pin:?}")
     };
@@ -370,7 +413,7 @@ action = { type = "room", room = "{any}" }
     assert_eq!(pin.language, PromptLanguage::Auto);
     assert_eq!((pin.min_digits, pin.max_digits, pin.attempts), (4, 10, 3));
     assert_eq!(pin.timeout, Duration::from_secs(10));
-    assert!(pin.pin_header && !pin.pin_in_uri);
+    assert!(pin.pin_header && !pin.pin_in_uri && pin.hash_terminates);
     assert_eq!(
         pin.lookup,
         PinLookup::Roomkit {
@@ -399,6 +442,28 @@ action = { type = "room", room = "{any}" }
         })
     );
 
+    let r = p.route(&RouteRequest::sip("sip:h7001@x", ""));
+    assert_eq!(
+        r.outcome,
+        Outcome::DialOut(DialOutAction {
+            target: "h323:7001".into(),
+            protocol: Protocol::H323,
+            room: None
+        })
+    );
+    // A rendered target that is no URI: Invalid.
+    for user in ["bad-out", "bad-out a b", "bad-out<x>"] {
+        let mut req = RouteRequest::sip("", "");
+        req.called.user = user.into();
+        let r = p.route(&req);
+        assert!(matches!(r.outcome, Outcome::Invalid(_)), "{user}: {r:?}");
+    }
+    let r = p.route(&RouteRequest::sip("sip:bad-out1@x", ""));
+    assert!(
+        matches!(r.outcome, Outcome::DialOut(ref d) if d.target == "sip:1"),
+        "{r:?}"
+    );
+
     // A room name that the room server would refuse: Invalid, not a panic nor a bad room.
     for bad in [
         "sip:a%20b@x",
@@ -413,8 +478,63 @@ action = { type = "room", room = "{any}" }
 }
 
 #[test]
+fn refusals_and_h323_requests() {
+    let (_d, p) = plan(
+        r#"
+[[rule]]
+name = "ext"
+match = { protocol = "h323", transport = "h323", called = '(?P<ext>7\d{3})' }
+action = { type = "room", room = "ext-{ext}" }
+
+[[rule]]
+name = "busy"
+match.called = 'busy'
+action = { type = "reject", code = 486, h323_cause = 17 }
+
+[[rule]]
+name = "bad"
+match.called = 'bad(?P<x>.*)'
+action = { type = "room", room = "b{x}" }
+"#,
+    );
+    let r = p.route(&RouteRequest::h323("7001", "h323:alice@gk"));
+    assert_eq!(room(&r), Some("ext-7001"));
+    assert_eq!(r.outcome.refusal(), None);
+    assert_eq!(
+        p.route(&RouteRequest::sip("sip:7001@gw", "")).outcome,
+        Outcome::NoMatch
+    );
+    let cases = [
+        ("sip:busy@gw", Some((486, "Busy Here"))),
+        ("sip:nothing@gw", Some((404, "Not Found"))),
+        ("sip:bad%20x@gw", Some((404, "Not Found"))),
+        ("sip:badx@gw", None),
+    ];
+    for (to, want) in cases {
+        let r = p.route(&RouteRequest::sip(to, ""));
+        assert_eq!(r.outcome.refusal(), want, "{to}: {r:?}");
+    }
+}
+
+#[test]
+fn plans_are_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Dialplan>();
+    send_sync::<Routing>();
+    send_sync::<reload::DialplanHandle>();
+}
+
+#[test]
 fn empty_plan_matches_nothing() {
-    let (_d, p) = plan("# nothing yet\n");
+    let (d, p) = plan("# nothing yet\n");
+    let (out, code) = cli::check(&[d.path().to_path_buf()]);
+    assert_eq!(
+        (out.as_str(), code),
+        (
+            "ok: 0 rules in 1 file\nwarning: no enabled rule: every call will be answered 404\n",
+            0
+        )
+    );
     assert_eq!(p.rule_count(), 0);
     assert_eq!(
         p.route(&RouteRequest::sip("sip:demo@x", "")).outcome,
@@ -440,6 +560,14 @@ fn uri_forms() {
         ("0187654321", "0187654321", ""),
         ("bob@[2001:db8::1]:5061", "bob", "[2001:db8::1]"),
         ("sip:user;x=1@host?subject=a", "user", "host"),
+        ("sip:%2B33187654321@gw;user=phone", "+33187654321", "gw"),
+        ("sip:a%20b@gw", "a b", "gw"),
+        ("sip:100%@gw", "100%", "gw"),
+        ("sip:%zz%4@gw", "%zz%4", "gw"),
+        ("sip:%C3%A9t%C3%A9@gw", "été", "gw"),
+        ("tel:+33-1-87.65.43.21", "+33187654321", ""),
+        ("tel:(01)87654321;phone-context=+33", "0187654321", ""),
+        ("sip:01-87@gw", "01-87", "gw"), // separators are only dropped from tel: numbers
     ];
     for (uri, user, host) in cases {
         let p = Party::from_uri(uri);
@@ -499,7 +627,7 @@ fn errors_name_line_and_column() {
         ),
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"static\", pins = { \"12\" = \"r\" } }\n".into(),
-            "5:45: PIN \"12\": want 4 to 10 digits",
+            "5:38: PIN \"12\": want 4 to 10 digits",
         ),
         (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"roomkit\", url = \"https://v\" }\n".into(),
@@ -543,6 +671,38 @@ fn errors_name_line_and_column() {
             "5:109: give `api_secret` or `api_secret_env`, not both",
         ),
         (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"roomkit\", url = \"https://v\", token = \"\" }\n".into(),
+            "5:57: empty `token`",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"livekit_dispatch\", url = \"https://lk\", api_key = \" \", api_secret_env = \"S\" }\n".into(),
+            "5:69: empty `api_key`",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\nmatch.called = '(?P<number>\\d+)'\n{act}\n"),
+            "3:16: capture name \"number\" is a built-in variable ({number}): choose another",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\nmatch.called = '(?P<n>\\d+)'\nmatch.calling = '(?P<n>\\d+)'\n{act}\n"),
+            "4:17: capture name \"n\" is already used by another condition",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"reject\", code = 403, reason = \"No\\r\\nVia: x\" }\n".into(),
+            "3:50: the reason must be one line of text",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"room\", room = \"tel {called}\" }\n".into(),
+            "3:34: room template \"tel {called}\" holds ' ': room names are letters, digits, - _ .",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\naction = {{ type = \"room\", room = \"{}\" }}\n", "r".repeat(65)),
+            "3:34: invalid room name \"rrrrr",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"sip:x@y\", room = \"a/{called}\" }\n".into(),
+            "3:58: room template \"a/{called}\" holds '/'",
+        ),
+        (
             "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nlookup = { type = \"ldap\" }\n".into(),
             "5:19: unknown lookup type \"ldap\"",
         ),
@@ -565,6 +725,34 @@ fn errors_name_line_and_column() {
         (
             format!("[[rule]]\nname = \" \"\n{act}\n"),
             "2:8: rule name is empty",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\nmatch.headers = {{ \"X-Ok\" = 'a', \"X Room\" = 'b' }}\n{act}\n"),
+            "3:33: bad header name \"X Room\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"room\", room = \"r\", attributes = { \"\" = \"v\" } }\n".into(),
+            "3:54: empty attribute name",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"{called}@pstn\" }\n".into(),
+            "3:40: dial_out target \"{called}@pstn\" must start with sip: or sips: or tel: for protocol sip",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"dial_out\", target = \"sip:{called}@pstn\", protocol = \"h323\" }\n".into(),
+            "3:40: dial_out target \"sip:{called}@pstn\" must start with h323: for protocol h323",
+        ),
+        (
+            format!("[[rule]]\nname = \"a\"\ntransform = [{{ type = \"strip_prefix\", prefix = \"0\", strict = true }}]\n{act}\n"),
+            "3:62: `strict` does not apply to transform type \"strip_prefix\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\naction = { type = \"reject\", code = 403, hash_terminates = true }\n".into(),
+            "3:59: `hash_terminates` does not apply to action type \"reject\"",
+        ),
+        (
+            "[[rule]]\nname = \"a\"\n[rule.action]\ntype = \"pin\"\nhash_terminates = \"yes\"\nlookup = { type = \"static\", pins = {} }\n".into(),
+            "5:19: invalid type: string \"yes\", expected a boolean",
         ),
     ];
     let mut failed = Vec::new();
@@ -609,6 +797,13 @@ fn shipped_dialplans_pass_their_expectations() {
     let (out, code) = cli::check(&[root.join("dialplans")]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: "), "{out}");
+    // The default directory is the one given to `run` when no path is.
+    let cmd = cli::DialplanCommand::Check { paths: Vec::new() };
+    assert!(cmd.needs_default_dir());
+    assert_eq!(cli::run(&cmd, &root.join("dialplans")), (out, 0));
+    let (out, code) = cli::run(&cmd, &root.join("tests/data/dialplan/bad"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.ends_with("refused: 8 errors\n"), "{out}");
     let (out, code) = cli::test(
         &root.join("dialplans/tests/examples.test.toml"),
         &root.join("dialplans"),
@@ -625,7 +820,8 @@ fn test_command_reports_failures() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("p.toml"),
-        "[[rule]]\nname = \"a\"\nmatch.called = 'x'\naction = { type = \"room\", room = \"r\" }\n",
+        "[[rule]]\nname = \"a\"\nmatch.called = 'x'\naction = { type = \"room\", room = \"r\" }\n\n\
+         [[rule]]\nname = \"p\"\nmatch.called = 'p'\naction = { type = \"pin\", lookup = { type = \"static\", pins = { \"1234\" = \"board\" } } }\n",
     )
     .expect("write");
     let cases = dir.path().join("cases.test");
@@ -633,7 +829,11 @@ fn test_command_reports_failures() {
         &cases,
         "[[case]]\nname = \"right\"\nto = \"sip:x@h\"\nexpect = { room = \"r\", rule = \"a\" }\n\n\
          [[case]]\nname = \"wrong room\"\nto = \"sip:x@h\"\nexpect = { room = \"s\" }\n\n\
-         [[case]]\nname = \"wrong kind\"\nto = \"sip:y@h\"\nexpect = { reject = 403 }\n",
+         [[case]]\nname = \"wrong kind\"\nto = \"sip:y@h\"\nexpect = { reject = 403 }\n\n\
+         [[case]]\nname = \"pin ok\"\nto = \"sip:p@h\"\nheaders = [\"X-PIN: 1234\"]\nexpect = { pin_room = \"board\" }\n\n\
+         [[case]]\nname = \"pin unknown\"\nto = \"sip:p@h\"\nheaders = [\"X-PIN: 9999\"]\nexpect = { pin_room = \"board\" }\n\n\
+         [[case]]\nname = \"pin not carried\"\nto = \"sip:p@h\"\nexpect = { pin_room = \"board\" }\n\n\
+         [[case]]\nname = \"two outcomes\"\nto = \"sip:p@h\"\nexpect = { pin = true, room = \"board\" }\n",
     )
     .expect("write");
     let (out, code) = cli::test(&cases, dir.path());
@@ -648,7 +848,67 @@ fn test_command_reports_failures() {
         out.contains("expected reject 403, got no rule matched"),
         "{out}"
     );
-    assert!(out.ends_with("1 passed, 2 failed\n"), "{out}");
+    assert!(out.contains("ok   pin ok"), "{out}");
+    assert!(
+        out.contains("expected pin, static lookup → room \"board\", got pin, no static room"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL pin not carried"), "{out}");
+    assert!(
+        out.contains("FAIL two outcomes\n     ") && out.contains("expect needs exactly one of"),
+        "{out}"
+    );
+    assert!(out.ends_with("2 passed, 5 failed\n"), "{out}");
+}
+
+#[test]
+fn prompt_language_from_accept_language() {
+    let action = |language| PinAction {
+        language,
+        min_digits: 4,
+        max_digits: 6,
+        hash_terminates: true,
+        timeout: Duration::from_secs(10),
+        attempts: 3,
+        pin_header: true,
+        pin_in_uri: false,
+        lookup: PinLookup::Static(Arc::default()),
+    };
+    let cases: &[(PromptLanguage, &[&str], PromptLanguage)] = &[
+        (PromptLanguage::Fr, &["en"], PromptLanguage::Fr),
+        (PromptLanguage::En, &["fr"], PromptLanguage::En),
+        (PromptLanguage::Auto, &[], PromptLanguage::En),
+        (PromptLanguage::Auto, &["fr-FR"], PromptLanguage::Fr),
+        (
+            PromptLanguage::Auto,
+            &["de, fr;q=0.5, en;q=0.4"],
+            PromptLanguage::Fr,
+        ),
+        (
+            PromptLanguage::Auto,
+            &["fr;q=0.3, EN-gb;q=0.8"],
+            PromptLanguage::En,
+        ),
+        (PromptLanguage::Auto, &["en, fr"], PromptLanguage::En),
+        (PromptLanguage::Auto, &["de", "fr"], PromptLanguage::Fr),
+        (PromptLanguage::Auto, &["fr;q=0, de"], PromptLanguage::En),
+        (
+            PromptLanguage::Auto,
+            &["es;q=1, fr;q=bad"],
+            PromptLanguage::Fr,
+        ),
+    ];
+    for (configured, headers, want) in cases {
+        let mut req = RouteRequest::sip("sip:r@gw", "");
+        for h in *headers {
+            req.headers.push(("Accept-Language".into(), h.to_string()));
+        }
+        assert_eq!(
+            action(*configured).prompt_language(&req),
+            *want,
+            "{configured} {headers:?}"
+        );
+    }
 }
 
 #[test]
@@ -657,6 +917,7 @@ fn pin_carried_by_the_call() {
         language: PromptLanguage::Auto,
         min_digits: 4,
         max_digits: 6,
+        hash_terminates: true,
         timeout: Duration::from_secs(10),
         attempts: 3,
         pin_header: header,
@@ -722,8 +983,10 @@ proptest::proptest! {
         if let Outcome::Room(t) = &r.outcome {
             proptest::prop_assert!(crate::http::valid_room_name(&t.room));
         }
-        let t = transform::Transform::E164(transform::country("FR").expect("FR"));
-        let _ = t.apply(&to);
+        for strict in [true, false] {
+            let t = transform::Transform::E164 { country: transform::country("FR").expect("FR"), strict };
+            let _ = t.apply(&to);
+        }
     }
 }
 

@@ -9,13 +9,14 @@ use regex::Regex;
 pub(crate) enum Transform {
     /// Replaces every match of `re` by `with` (`$1`, `${name}` refer to its groups).
     Replace { re: Regex, with: String },
-    /// Removes `0` when the number starts with it; otherwise leaves it unchanged.
+    /// Removes the prefix when the number starts with it; otherwise leaves it unchanged.
     StripPrefix(String),
     /// Prepends the prefix.
     AddPrefix(String),
-    /// Parses the number as national to `country` (or international with `+`) and writes it
-    /// as E.164 (`+33187654321`).
-    E164(country::Id),
+    /// Parses the number as national to `country` (or international with `+`/`00`) and writes
+    /// it as E.164 (`+33187654321`). `strict`: the number must also be valid in the number
+    /// plan of its country (`123` is refused rather than turned into `+33123`).
+    E164 { country: country::Id, strict: bool },
 }
 
 impl Transform {
@@ -25,7 +26,14 @@ impl Transform {
             Self::Replace { re, with } => format!("replace {:?} with {with:?}", re.as_str()),
             Self::StripPrefix(p) => format!("strip_prefix {p:?}"),
             Self::AddPrefix(p) => format!("add_prefix {p:?}"),
-            Self::E164(c) => format!("e164 {}", c.as_ref()),
+            Self::E164 {
+                country,
+                strict: true,
+            } => format!("e164 {}", country.as_ref()),
+            Self::E164 {
+                country,
+                strict: false,
+            } => format!("e164 {} (not strict)", country.as_ref()),
         }
     }
 
@@ -38,9 +46,14 @@ impl Transform {
                 .unwrap_or(number)
                 .to_string(),
             Self::AddPrefix(p) => format!("{p}{number}"),
-            Self::E164(c) => {
-                let n = phonenumber::parse(Some(*c), number)
+            Self::E164 { country, strict } => {
+                let n = phonenumber::parse(Some(*country), number)
                     .map_err(|e| format!("{number:?} is not a phone number ({e})"))?;
+                if *strict && !phonenumber::is_valid(&n) {
+                    return Err(format!(
+                        "{number:?} is not a valid number in its country's number plan"
+                    ));
+                }
                 phonenumber::format(&n)
                     .mode(phonenumber::Mode::E164)
                     .to_string()
@@ -64,6 +77,10 @@ mod tests {
     #[test]
     fn steps() {
         let fr = country("fr").expect("FR exists");
+        let e164 = |strict| Transform::E164 {
+            country: fr,
+            strict,
+        };
         let cases: Vec<(Transform, &str, Result<&str, ()>)> = vec![
             (
                 Transform::Replace {
@@ -88,10 +105,16 @@ mod tests {
                 "187654321",
                 Ok("+33187654321"),
             ),
-            (Transform::E164(fr), "01 87 65 43 21", Ok("+33187654321")),
-            (Transform::E164(fr), "0187654321", Ok("+33187654321")),
-            (Transform::E164(fr), "+442079460000", Ok("+442079460000")),
-            (Transform::E164(fr), "hello", Err(())),
+            (e164(true), "01 87 65 43 21", Ok("+33187654321")),
+            (e164(true), "0187654321", Ok("+33187654321")),
+            (e164(true), "0033187654321", Ok("+33187654321")),
+            (e164(true), "+442079460000", Ok("+442079460000")),
+            (e164(true), "hello", Err(())),
+            (e164(true), "+999123", Err(())), // no such country code
+            (e164(true), "+331", Err(())),    // too short
+            (e164(true), "123", Err(())),     // not in the French plan
+            (e164(false), "123", Ok("+33123")),
+            (e164(false), "hello", Err(())),
         ];
         for (t, input, want) in cases {
             let got = t.apply(input).map_err(|_| ());

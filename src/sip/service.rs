@@ -296,7 +296,6 @@ impl SipFront {
                     .map(|x| (x.name.clone(), x.value.clone()))
                     .collect(),
             },
-            accept_language: msg.header("Accept-Language").map(str::to_string),
         };
         let (room, token, pin) = match self.ctx.admission.decide(&admitted) {
             Decision::Room { room, token } => (room, token, None),
