@@ -191,6 +191,7 @@ impl Admission {
             },
             language,
             preset: p.signalled_pin(&c.request),
+            hash_terminates: p.hash_terminates,
             lookup: Box::new(lookup),
             mint: Box::new(mint),
             failed: Box::new(failed),

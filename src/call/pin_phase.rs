@@ -31,6 +31,9 @@ pub struct PinSetup {
     pub language: Language,
     /// A PIN given up front (an `X-PIN` header, or dialled as `room*pin`).
     pub preset: Option<String>,
+    /// `#` ends the PIN; when false it is ignored (the PIN ends at `max_digits` or on the
+    /// inter-digit timeout).
+    pub hash_terminates: bool,
     /// Looks a PIN up.
     pub lookup: LookupFn,
     /// Mints the room-leg token for the room found (`None`: cannot).
@@ -143,7 +146,9 @@ pub async fn collect_pin(
                 for ev in m.handle_datagram(Instant::now(), from, &buf[..n]) {
                     if let ToRoom::Digit(d) = ev {
                         rec.digits_from_device += 1;
-                        entry.handle_digit(Instant::now(), d);
+                        if d != '#' || pin.hash_terminates {
+                            entry.handle_digit(Instant::now(), d);
+                        }
                     }
                 }
                 if m.session().counters().rtp_received > before {
@@ -173,7 +178,9 @@ pub async fn collect_pin(
                 },
                 Some(ToCall::Dtmf(d)) => {
                     rec.digits_from_device += 1;
-                    entry.handle_digit(Instant::now(), d);
+                    if d != '#' || pin.hash_terminates {
+                        entry.handle_digit(Instant::now(), d);
+                    }
                 }
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
