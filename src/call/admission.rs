@@ -91,9 +91,6 @@ impl Admission {
         }
         let routing = self.plan.current().route(&c.request);
         log_routing(c, &routing);
-        let token_for = |room: &str, name: Option<&str>, attrs: &[(String, String)]| {
-            self.token(c, room, name, attrs)
-        };
         match routing.outcome {
             Outcome::NoMatch => refuse(404, "Not Found", Some(1)),
             Outcome::Invalid(why) => {
@@ -118,7 +115,7 @@ impl Admission {
             }
             Outcome::Room(t) => {
                 let attrs: Vec<(String, String)> = t.attributes.into_iter().collect();
-                match token_for(&t.room, t.participant_name.as_deref(), &attrs) {
+                match self.token(c, &t.room, t.participant_name.as_deref(), &attrs) {
                     Some(token) => Decision::Room {
                         room: t.room,
                         token,

@@ -59,8 +59,9 @@ const MAX_DIALOGUE: Duration = Duration::from_secs(300);
 pub fn play(m: &mut CallMedia, prompt: Prompt, lang: Language) -> bool {
     match PromptPlayer::new(prompt, lang, m.pcm_rate()) {
         Ok(p) => {
-            let pcm: Vec<i16> = p.flatten().collect();
-            m.play_pcm(&pcm);
+            for frame in p {
+                m.play_pcm(&frame);
+            }
             true
         }
         Err(e) => {

@@ -182,7 +182,7 @@ impl Party {
         } else {
             host.split(':').next().unwrap_or(host)
         };
-        let mut user = percent_decode(user);
+        let mut user = crate::sip::dialog::percent_decode(user);
         if tel {
             user.retain(|c| !matches!(c, '-' | '.' | '(' | ')'));
         }
@@ -191,28 +191,6 @@ impl Party {
             host: host.to_ascii_lowercase(),
         }
     }
-}
-
-/// Decodes `%HH` escapes (others are kept as written); invalid UTF-8 is replaced.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the engine needs to know about an incoming call.

@@ -310,7 +310,8 @@ pub fn user_of(uri: &str) -> Option<String> {
     Some(percent_decode(user))
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%HH` escapes of a URI part (others are kept as written); invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

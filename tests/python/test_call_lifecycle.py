@@ -30,21 +30,10 @@ def answer_call(server: Server, room: str) -> Uac:
 
 def wait_bye(uac: Uac, timeout: float) -> str:
     """The next BYE the gateway sends (answered 200), or '' after `timeout` seconds."""
-    uac.sock.settimeout(0.3)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            data, peer = uac.sock.recvfrom(65536)
-        except socket.timeout:
-            continue
-        text = data.decode(errors="replace")
-        if not text.startswith("BYE "):
-            continue
-        head = [l for l in text.split("\r\n") if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
-        ok = "SIP/2.0 200 OK\r\n" + "\r\n".join(head) + "\r\nContent-Length: 0\r\n\r\n"
-        uac.sock.sendto(ok.encode(), peer)
-        return text
-    return ""
+    bye, peer = next_request(uac, "BYE", timeout)
+    if bye:
+        uac.sock.sendto(reply_to(bye, 200, "OK"), peer)
+    return bye
 
 
 def last_record(server: Server, room: str, timeout: float = 5.0) -> dict:
