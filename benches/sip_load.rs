@@ -276,6 +276,19 @@ fn main() {
         sum("frames_to_room") * 100.0 / expected.max(1.0),
         sum("frames_to_device") * 100.0 / expected.max(1.0)
     );
+    let (mixed, late, concealed, overflow) = (
+        sum("room_frames_mixed"),
+        sum("room_frames_late"),
+        sum("room_frames_concealed"),
+        sum("room_frames_overflow"),
+    );
+    let room_frames = (mixed + late + overflow).max(1.0);
+    println!(
+        "room → device: {:.3} % of room frames late (dropped by the jitter buffer), {:.3} % concealed, {:.3} % dropped after bursts ({mixed:.0} mixed)",
+        late * 100.0 / room_frames,
+        concealed * 100.0 / room_frames,
+        overflow * 100.0 / room_frames,
+    );
     for (name, what) in [
         (
             "jonction_call_uplink_latency_seconds",

@@ -186,6 +186,10 @@ pub struct LiveKitConfig {
     pub api_key: String,
     /// API secret (HS256 key of the JWTs).
     pub api_secret: String,
+    /// Publish G.711 callers' audio as Opus even when the room accepts PCMU/PCMA (costs one
+    /// decode + Opus encode per 20 ms frame). Off: G.711 is published unchanged when the room's
+    /// `enabled_publish_codecs` allow it, and transcoded to Opus only when they do not.
+    pub publish_opus: bool,
 }
 
 /// `[rooms]`
@@ -243,6 +247,7 @@ impl Default for LiveKitConfig {
             url: String::new(),
             api_key: DEV_API_KEY.into(),
             api_secret: DEV_API_SECRET.into(),
+            publish_opus: false,
         }
     }
 }

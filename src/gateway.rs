@@ -91,6 +91,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         let ctx = crate::sip::service::Context {
             livekit_url,
             admission,
+            publish_opus: cfg.livekit.publish_opus,
         };
         let front = crate::sip::service::SipFront::bind(&cfg.sip, ctx)
             .await

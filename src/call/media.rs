@@ -4,10 +4,11 @@
 //! - device → room: G.711 and Opus payloads go to the room unchanged (LiveKit accepts PCMU, PCMA
 //!   and Opus), so that direction costs no codec work; G.722 is decoded and re-encoded to Opus
 //!   at 16 kHz (no resampler). RFC 4733 digits become `SipDTMF` data packets.
-//! - room → device: every subscribed audio track is decoded at the device codec's PCM rate
-//!   (libopus decodes at 8/16/48 kHz directly), mixed (the caller's own track is never
-//!   subscribed: mix-minus), encoded with the device codec and sent every 20 ms; `SipDTMF` from
-//!   the room becomes RFC 4733 events.
+//! - room → device: every subscribed audio track goes through its own adaptive jitter buffer
+//!   (bursts, reordering, late frames), is decoded at the device codec's PCM rate (libopus
+//!   decodes at 8/16/48 kHz directly; lost frames are concealed by the codec), mixed (the
+//!   caller's own track is never subscribed: mix-minus), encoded with the device codec and sent
+//!   every 20 ms; `SipDTMF` from the room becomes RFC 4733 events.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::media::codec::{AudioDecoder, AudioEncoder, Codec, Decoder, Encoder};
 use crate::media::dtmf::{digit_packets, DtmfReceiver};
-use crate::media::jitter::{JitterBuffer, JitterConfig, Playout};
+use crate::media::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 use crate::media::mixer::Mixer;
 use crate::media::rtp::stats::NtpClock;
 use crate::media::rtp::Ssrc;
@@ -51,7 +52,8 @@ pub fn device_codec(n: &Negotiated) -> Option<Codec> {
 enum Uplink {
     /// Published as received.
     Passthrough(&'static str),
-    /// G.722 → Opus (decoder at 16 kHz, encoder at 16 kHz), played out of a jitter buffer
+    /// G.722 → Opus at 16 kHz, or G.711 → Opus at 8 kHz (when the room does not take G.711 or
+    /// Opus publishing is configured): no resampler; played out of a jitter buffer
     /// (reordering, loss concealment) before decoding.
     Transcode {
         dec: Box<Decoder>,
@@ -59,8 +61,35 @@ enum Uplink {
         jb: Box<JitterBuffer>,
         next_pop: Instant,
         pcm: Vec<i16>,
+        /// Samples per 20 ms at the transcoding rate.
+        frame: usize,
         time: u64,
     },
+}
+
+impl Uplink {
+    /// Decoding `codec` and encoding Opus at `rate` (the codec's own PCM rate).
+    fn transcode(now: Instant, codec: Codec, rate: u32) -> Result<Uplink, MediaError> {
+        Ok(Uplink::Transcode {
+            dec: Box::new(codec.decoder(rate)?),
+            enc: Box::new(Codec::Opus.encoder(rate)?),
+            jb: Box::new(JitterBuffer::new(JitterConfig::new(codec.rtp_clock_rate()))),
+            next_pop: now + FRAME,
+            pcm: Vec::with_capacity(rate as usize / 50 * 3),
+            frame: rate as usize / 50,
+            time: 0,
+        })
+    }
+}
+
+/// One subscribed room track on its way to the mix: jitter buffer → decoder → PCM.
+struct RoomTrack {
+    /// Its mixer input.
+    input: u32,
+    dec: Decoder,
+    jb: JitterBuffer,
+    /// Decoded samples not mixed yet (a frame longer than the mix's 20 ms leaves a tail).
+    pcm: Vec<i16>,
 }
 
 /// The bridge.
@@ -73,8 +102,10 @@ pub struct CallMedia {
     uplink: Uplink,
     mixer: Mixer<u32>,
     downlink_enc: Encoder,
-    /// Per room track: its mixer input and decoder.
-    decoders: HashMap<String, (u32, Decoder)>,
+    /// Per room track (by track sid): its jitter buffer, decoder and mixer input.
+    tracks: HashMap<String, RoomTrack>,
+    /// Jitter-buffer counters of room tracks that went away.
+    removed_track_stats: JitterStats,
     next_input: u32,
     next_tick: Instant,
     /// RFC 4733 packets to send: (when, marker, payload, first of its event).
@@ -138,14 +169,7 @@ impl CallMedia {
             Codec::Pcmu => Uplink::Passthrough("PCMU"),
             Codec::Pcma => Uplink::Passthrough("PCMA"),
             Codec::Opus => Uplink::Passthrough("opus"),
-            Codec::G722 => Uplink::Transcode {
-                dec: Box::new(Codec::G722.decoder(16_000)?),
-                enc: Box::new(Codec::Opus.encoder(16_000)?),
-                jb: Box::new(JitterBuffer::new(JitterConfig::new(n.clock_rate))),
-                next_pop: now + FRAME,
-                pcm: Vec::with_capacity(960),
-                time: 0,
-            },
+            Codec::G722 => Uplink::transcode(now, Codec::G722, 16_000)?,
         };
         Ok(Self {
             codec,
@@ -156,12 +180,13 @@ impl CallMedia {
             uplink,
             mixer: Mixer::new(rate)?,
             downlink_enc: codec.encoder(rate)?,
-            decoders: HashMap::new(),
+            tracks: HashMap::new(),
+            removed_track_stats: JitterStats::default(),
             next_input: 0,
             next_tick: now + FRAME,
             dtmf_out: VecDeque::new(),
             announcement: VecDeque::new(),
-            scratch: vec![0; rate as usize / 50 * 3],
+            scratch: vec![0; rate as usize / 50 * 6],
             out: vec![0; 1500],
             frames_to_device: 0,
             room_frames_dropped: 0,
@@ -176,6 +201,36 @@ impl CallMedia {
     /// The RTP session (counters, stats).
     pub fn session(&self) -> &RtpSession {
         &self.session
+    }
+
+    /// Publishes a G.711 caller as Opus from now on (decode + Opus encode at 8 kHz) instead of
+    /// unchanged. Other codecs keep their uplink.
+    pub fn publish_as_opus(&mut self, now: Instant) -> Result<(), MediaError> {
+        if let (Codec::Pcmu | Codec::Pcma, Uplink::Passthrough(_)) = (self.codec, &self.uplink) {
+            self.uplink = Uplink::transcode(now, self.codec, 8000)?;
+        }
+        Ok(())
+    }
+
+    /// The codec the caller's audio is published with (`PCMU`, `PCMA` or `opus`).
+    pub fn published_codec(&self) -> &'static str {
+        match &self.uplink {
+            Uplink::Passthrough(mime) => mime,
+            Uplink::Transcode { .. } => "opus",
+        }
+    }
+
+    /// The room mix's counters (late and dropped room frames).
+    pub fn mixer_stats(&self) -> crate::media::mixer::MixerStats {
+        self.mixer.stats()
+    }
+
+    /// The uplink jitter buffer's counters, when the uplink is transcoded.
+    pub fn uplink_jitter_stats(&self) -> Option<crate::media::jitter::JitterStats> {
+        match &self.uplink {
+            Uplink::Transcode { jb, .. } => Some(jb.stats()),
+            Uplink::Passthrough(_) => None,
+        }
     }
 
     /// A datagram on the call's RTP port (RTP or, with rtcp-mux, RTCP).
@@ -224,6 +279,7 @@ impl CallMedia {
             jb,
             next_pop,
             pcm,
+            frame,
             time,
         } = &mut self.uplink
         else {
@@ -236,7 +292,7 @@ impl CallMedia {
             let mut buf = [0i16; 960];
             let n = match jb.pop(now) {
                 Playout::Frame(f) => dec.decode(&f.payload, &mut buf).unwrap_or(0),
-                Playout::Missing => dec.conceal(&mut buf[..320]).unwrap_or(0),
+                Playout::Missing => dec.conceal(&mut buf[..*frame]).unwrap_or(0),
                 Playout::Empty => 0,
             };
             pcm.extend_from_slice(&buf[..n]);
@@ -244,11 +300,12 @@ impl CallMedia {
         if now >= *next_pop {
             *next_pop = now + FRAME;
         }
-        // Opus takes 20 ms frames: 320 samples at 16 kHz.
-        while pcm.len() >= 320 {
+        // Opus takes the 20 ms frames.
+        while pcm.len() >= *frame {
             let mut bytes = [0u8; 400];
-            let frame: Vec<i16> = pcm.drain(..320).collect();
-            if let Ok(len) = enc.encode(&frame, &mut bytes) {
+            let encoded = enc.encode(&pcm[..*frame], &mut bytes);
+            pcm.drain(..*frame);
+            if let Ok(len) = encoded {
                 *time += 960;
                 out.push(ToRoom::Frame {
                     mime: "opus",
@@ -260,46 +317,88 @@ impl CallMedia {
         }
     }
 
-    /// A frame of a subscribed room track (`codec` from its payload parameters).
-    pub fn handle_room_frame(&mut self, track: &str, codec: Codec, payload: &[u8]) {
+    /// A frame of a subscribed room track (`codec` from its payload parameters; `seq` its
+    /// extended RTP sequence number, `rtp_ts` its RTP timestamp). It is buffered, and played
+    /// into the mix at the next ticks.
+    pub fn handle_room_frame(
+        &mut self,
+        now: Instant,
+        track: &str,
+        codec: Codec,
+        seq: u64,
+        rtp_ts: u32,
+        payload: &[u8],
+    ) {
         let rate = self.mixer_rate();
-        if !self.decoders.contains_key(track) {
+        if !self.tracks.contains_key(track) {
             if !codec.supports_pcm_rate(rate) {
                 self.room_frames_dropped += 1;
                 return;
             }
-            match codec.decoder(rate) {
-                Ok(d) => {
-                    self.next_input += 1;
-                    self.decoders
-                        .insert(track.to_string(), (self.next_input, d));
-                    let _ = self.mixer.add_input(self.next_input);
-                }
-                Err(_) => {
-                    self.room_frames_dropped += 1;
-                    return;
-                }
+            let Ok(dec) = codec.decoder(rate) else {
+                self.room_frames_dropped += 1;
+                return;
+            };
+            self.next_input += 1;
+            if self.mixer.add_input(self.next_input).is_err() {
+                self.room_frames_dropped += 1;
+                return;
             }
+            let jb = JitterBuffer::new(JitterConfig::new(codec.rtp_clock_rate()));
+            self.tracks.insert(
+                track.to_string(),
+                RoomTrack {
+                    input: self.next_input,
+                    dec,
+                    jb,
+                    pcm: Vec::with_capacity(rate as usize / 50 * 3),
+                },
+            );
         }
-        let Some((input, dec)) = self.decoders.get_mut(track) else {
-            return;
-        };
-        match dec.decode(payload, &mut self.scratch) {
-            Ok(n) => {
-                let frame = rate as usize / 50;
-                // Frames other than 20 ms are cut into 20 ms pieces (and a tail is dropped).
-                for chunk in self.scratch[..n].chunks_exact(frame) {
-                    let _ = self.mixer.push(*input, chunk);
-                }
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.jb.push(now, Ssrc(0), seq, rtp_ts, payload);
+        }
+    }
+
+    /// Plays every room track's next 20 ms into the mixer (decoding or concealing).
+    fn room_playout(&mut self, now: Instant) {
+        let frame = self.mixer.frame_len();
+        let rate = self.mixer_rate() as u64;
+        for t in self.tracks.values_mut() {
+            // Frames of other lengths than 20 ms: pop until a mix frame is there (bounded).
+            let mut pops = 0;
+            while t.pcm.len() < frame && pops < 6 {
+                pops += 1;
+                let n = match t.jb.pop(now) {
+                    Playout::Frame(f) => match t.dec.decode(&f.payload, &mut self.scratch) {
+                        Ok(n) => n,
+                        Err(_) => {
+                            self.room_frames_dropped += 1;
+                            continue;
+                        }
+                    },
+                    Playout::Missing => {
+                        let lost =
+                            (t.jb.frame_duration().as_micros() as u64 * rate / 1_000_000) as usize;
+                        let lost = lost.clamp(1, self.scratch.len());
+                        t.dec.conceal(&mut self.scratch[..lost]).unwrap_or(0)
+                    }
+                    Playout::Empty => break,
+                };
+                t.pcm.extend_from_slice(&self.scratch[..n]);
             }
-            Err(_) => self.room_frames_dropped += 1,
+            if t.pcm.len() >= frame {
+                let _ = self.mixer.push(t.input, &t.pcm[..frame]);
+                t.pcm.drain(..frame);
+            }
         }
     }
 
     /// A room track went away.
     pub fn remove_track(&mut self, track: &str) {
-        if let Some((input, _)) = self.decoders.remove(track) {
-            let _ = self.mixer.remove_input(input);
+        if let Some(t) = self.tracks.remove(track) {
+            self.removed_track_stats.add(&t.jb.stats());
+            let _ = self.mixer.remove_input(t.input);
         }
     }
 
@@ -328,14 +427,24 @@ impl CallMedia {
 
     /// Forgets every room track (the room leg was replaced).
     pub fn remove_all_tracks(&mut self) {
-        for (_, (input, _)) in self.decoders.drain() {
-            let _ = self.mixer.remove_input(input);
+        let sids: Vec<String> = self.tracks.keys().cloned().collect();
+        for sid in sids {
+            self.remove_track(&sid);
         }
     }
 
     /// Room tracks being decoded and mixed.
     pub fn room_track_count(&self) -> usize {
-        self.decoders.len()
+        self.tracks.len()
+    }
+
+    /// The room tracks' jitter-buffer counters, present and removed tracks summed.
+    pub fn room_jitter_stats(&self) -> JitterStats {
+        let mut total = self.removed_track_stats;
+        for t in self.tracks.values() {
+            total.add(&t.jb.stats());
+        }
+        total
     }
 
     /// Plays a digit from the room to the device (RFC 4733), or in-band when telephone-event
@@ -401,6 +510,7 @@ impl CallMedia {
         while now >= self.next_tick && guard < 10 {
             guard += 1;
             self.next_tick += FRAME;
+            self.room_playout(now);
             self.mixer.tick();
             if dtmf_active {
                 continue;
@@ -607,5 +717,111 @@ mod tests {
             })
             .collect();
         assert!(opus.len() >= 8, "{} Opus frames", opus.len());
+    }
+
+    /// A PCMU caller published as Opus: the room gets Opus that decodes back to the caller's
+    /// tone (dominant 440 Hz), not the PCMU payloads.
+    #[test]
+    fn pcmu_published_as_opus_carries_the_callers_tone() {
+        let t0 = Instant::now();
+        let n = negotiated("PCMU", 0, 8000);
+        let mut m =
+            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        assert_eq!(m.published_codec(), "PCMU");
+        m.publish_as_opus(t0).expect("opus");
+        assert_eq!(m.published_codec(), "opus");
+        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let mut enc = Codec::Pcmu.encoder(8000).expect("encoder");
+        let mut room = Vec::new();
+        for i in 0..50u32 {
+            let pcm: Vec<i16> = (0..160)
+                .map(|k| {
+                    let t = (k + 160 * i) as f32 / 8000.0;
+                    ((t * 2.0 * std::f32::consts::PI * 440.0).sin() * 9000.0) as i16
+                })
+                .collect();
+            let mut b = [0u8; 160];
+            let len = enc.encode(&pcm, &mut b).expect("encode");
+            let now = t0 + FRAME * i;
+            let f = rtp(0, i as u16 + 1, 160 * (i + 1), &b[..len]);
+            assert!(m.handle_datagram(now, from, &f).is_empty());
+            room.extend(m.handle_timeout(now).1);
+        }
+        let mut dec = Codec::Opus.decoder(48_000).expect("decoder");
+        let mut pcm = Vec::new();
+        for f in &room {
+            let ToRoom::Frame {
+                mime: "opus",
+                clock: 48_000,
+                payload,
+                ..
+            } = f
+            else {
+                panic!("not Opus: {f:?}");
+            };
+            let mut out = [0i16; 5760];
+            let n = dec.decode(payload, &mut out).expect("decode");
+            pcm.extend_from_slice(&out[..n]);
+        }
+        assert!(room.len() >= 40, "{} frames", room.len());
+        // Dominant frequency by zero crossings over the second half (past the codec's start).
+        let half = &pcm[pcm.len() / 2..];
+        let crossings = half.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        let hz = crossings as f64 / 2.0 / (half.len() as f64 / 48_000.0);
+        assert!((hz - 440.0).abs() < 20.0, "{hz} Hz");
+    }
+
+    /// Room audio arriving in bursts (a publisher stalled for 180 ms, then catching up) is
+    /// played to the device without losing frames: the track's jitter buffer absorbs them.
+    #[test]
+    fn bursty_room_audio_is_played_without_drops() {
+        let n = negotiated("PCMU", 0, 8000);
+        let t0 = Instant::now();
+        let mut m = CallMedia::new(t0, Duration::ZERO, &n, Duration::from_secs(30)).expect("media");
+        let mut enc = Codec::Opus.encoder(48_000).expect("opus");
+        let mut pkt = [0u8; 400];
+        let mut sent = 0u64;
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(4);
+        let mut next_burst = t0;
+        while now < end {
+            // Every 200 ms, ten 20 ms frames at once.
+            if now >= next_burst {
+                for _ in 0..10 {
+                    let pcm: Vec<i16> = (0..960)
+                        .map(|i| {
+                            let k = (sent * 960 + i) as f32;
+                            ((k * 2.0 * std::f32::consts::PI * 440.0 / 48_000.0).sin() * 8000.0)
+                                as i16
+                        })
+                        .collect();
+                    let len = enc.encode(&pcm, &mut pkt).expect("encode");
+                    m.handle_room_frame(
+                        now,
+                        "TR_a",
+                        Codec::Opus,
+                        sent,
+                        (sent * 960) as u32,
+                        &pkt[..len],
+                    );
+                    sent += 1;
+                }
+                next_burst += Duration::from_millis(200);
+            }
+            now = m
+                .poll_timeout()
+                .min(next_burst)
+                .max(now + Duration::from_millis(1));
+            m.handle_timeout(now);
+        }
+        let jb = m.room_jitter_stats();
+        let mixed = m.mixer_stats().mixed;
+        assert_eq!(jb.late + jb.overflow, 0, "{jb:?}");
+        // All but what is still buffered at the end (≤ 400 ms) was played.
+        assert!(
+            mixed + 20 >= sent,
+            "{mixed} of {sent} frames played ({jb:?})"
+        );
+        assert!(jb.lost <= 5, "{jb:?}");
     }
 }

@@ -127,6 +127,8 @@ pub struct CallSetup {
     pub room_bind_ip: IpAddr,
     /// No RTP for this long ends the call.
     pub media_timeout: Duration,
+    /// Publish a G.711 caller as Opus even when the room accepts G.711.
+    pub publish_opus: bool,
     /// Longest call.
     pub max_duration: Duration,
     /// Where the call record goes.
@@ -182,7 +184,11 @@ async fn bridge(
         rec.room = room.clone();
     }
     let mut deferred = Vec::new();
-    let (mut link, others) = match join_room(s, &room, &token, rx, &mut deferred).await {
+    let Joined {
+        mut link,
+        others,
+        publish_codecs,
+    } = match join_room(s, &room, &token, rx, &mut deferred).await {
         Ok(joined) => joined,
         Err(c) => return c,
     };
@@ -198,6 +204,9 @@ async fn bridge(
             link.leave();
             return HangupCause::NoMedia;
         }
+    }
+    if let Some(m) = media.as_mut() {
+        choose_uplink(s, &publish_codecs, m);
     }
     if let (Some(pin), Some(m), 0) = (s.pin.as_deref(), media.as_mut(), others) {
         pin_phase::play(m, Prompt::FirstParticipant, pin.language);
@@ -236,7 +245,8 @@ async fn bridge(
             ev = link.next_event() => match ev {
                 Ok(ClientEvent::Media { track_sid, data }) => {
                     if let (Some(m), Some(codec)) = (media.as_mut(), room_codec(data.params.spec().codec)) {
-                        m.handle_room_frame(&track_sid, codec, &data.data);
+                        let (seq, ts) = (**data.seq_range.start(), data.time.numer() as u32);
+                        m.handle_room_frame(Instant::now(), &track_sid, codec, seq, ts, &data.data);
                     }
                 }
                 Ok(ClientEvent::Data(pkt)) => {
@@ -312,9 +322,12 @@ async fn bridge(
                     Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
                     None => {
                         media = start_media(s, &n, rec);
-                        if media.is_none() {
-                            link.leave();
-                            return HangupCause::NoMedia;
+                        match media.as_mut() {
+                            Some(m) => choose_uplink(s, &publish_codecs, m),
+                            None => {
+                                link.leave();
+                                return HangupCause::NoMedia;
+                            }
                         }
                     }
                 },
@@ -341,11 +354,7 @@ async fn bridge(
                 if !evs.is_empty() {
                     to_room(&mut link, evs, rec);
                 }
-                rec.frames_to_device = m.frames_to_device;
-                let st = m.session().receiver_stats();
-                rec.rtp_lost = st.cumulative_lost();
-                rec.jitter_ms = st.jitter_duration().as_secs_f64() * 1000.0;
-                rec.rtt_ms = m.session().rtt().map(|d| d.as_secs_f64() * 1000.0);
+                rec.observe(m);
                 while let Some(ev) = m.poll_event() {
                     if ev == SessionEvent::MediaTimeout {
                         link.leave();
@@ -385,6 +394,36 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts to rejoin after the room signalling is lost.
 const REJOIN_ATTEMPTS: u32 = 3;
 
+/// A joined room leg.
+struct Joined {
+    link: RoomLink,
+    /// Participants already in the room.
+    others: usize,
+    /// What the room accepts for publishing (lowercase MIME types; empty: not said).
+    publish_codecs: Vec<String>,
+}
+
+/// Switches a G.711 uplink to Opus when configured so or when the room does not accept the
+/// caller's G.711 as it is.
+fn choose_uplink(s: &CallSetup, publish_codecs: &[String], m: &mut CallMedia) {
+    let mime = match m.codec() {
+        Codec::Pcmu => "audio/pcmu",
+        Codec::Pcma => "audio/pcma",
+        _ => return,
+    };
+    let accepted = publish_codecs.is_empty() || publish_codecs.iter().any(|c| c == mime);
+    if s.publish_opus || !accepted {
+        match m.publish_as_opus(Instant::now()) {
+            Ok(()) => info!(
+                call = s.id.0,
+                configured = s.publish_opus,
+                "caller's G.711 published as Opus"
+            ),
+            Err(e) => warn!(call = s.id.0, "cannot publish as Opus: {e}"),
+        }
+    }
+}
+
 /// Connects the room leg and publishes the caller's track. Commands other than `Stop` that
 /// arrive meanwhile are kept in `deferred` for the caller to apply.
 async fn join_room(
@@ -393,7 +432,7 @@ async fn join_room(
     token: &str,
     rx: &mut mpsc::UnboundedReceiver<ToCall>,
     deferred: &mut Vec<ToCall>,
-) -> Result<(RoomLink, usize), HangupCause> {
+) -> Result<Joined, HangupCause> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     let connect = RoomLink::connect_with(&s.livekit_url, token, s.room_bind_ip, true);
     let mut link = match tokio::time::timeout_at(deadline, connect).await {
@@ -409,6 +448,7 @@ async fn join_room(
     };
     let mut asked = false;
     let mut others = 0;
+    let mut publish_codecs = Vec::new();
     loop {
         let ev = tokio::select! {
             ev = link.next_event() => ev,
@@ -433,9 +473,14 @@ async fn join_room(
             }
         };
         match ev {
-            Ok(ClientEvent::Joined { others: o, .. }) if !asked => {
+            Ok(ClientEvent::Joined {
+                others: o,
+                publish_codecs: c,
+                ..
+            }) if !asked => {
                 asked = true;
                 others = o.len();
+                publish_codecs = c;
                 link.client().publish(
                     CALLER_TRACK,
                     &s.caller,
@@ -444,7 +489,13 @@ async fn join_room(
                 );
                 link.flush();
             }
-            Ok(ClientEvent::Published { .. }) => return Ok((link, others)),
+            Ok(ClientEvent::Published { .. }) => {
+                return Ok(Joined {
+                    link,
+                    others,
+                    publish_codecs,
+                })
+            }
             Ok(ClientEvent::Left(_)) | Err(_) => return Err(HangupCause::RoomUnavailable),
             Ok(_) => {}
         }
@@ -465,9 +516,9 @@ async fn rejoin_room(
     for attempt in 1..=REJOIN_ATTEMPTS {
         tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
         match join_room(s, room, token, rx, deferred).await {
-            Ok((l, _)) => {
+            Ok(j) => {
                 info!(call = s.id.0, %room, attempt, "room leg rejoined");
-                return Ok(l);
+                return Ok(j.link);
             }
             Err(c @ (HangupCause::Shutdown | HangupCause::CallerBye | HangupCause::Cancelled)) => {
                 return Err(c)

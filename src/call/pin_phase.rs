@@ -191,7 +191,7 @@ pub async fn collect_pin(
                     for (dest, pkt) in datagrams {
                         let _ = s.rtp.try_send_to(&pkt, dest);
                     }
-                    rec.frames_to_device = m.frames_to_device;
+                    rec.observe(m);
                     while let Some(ev) = m.poll_event() {
                         if ev == SessionEvent::MediaTimeout {
                             return Err(HangupCause::MediaTimeout);

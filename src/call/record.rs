@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::media::CallMedia;
 use super::{CallSetup, HangupCause};
 
 /// What is recorded about a call.
@@ -19,6 +20,8 @@ pub struct CallRecord {
     pub to: String,
     /// Codec on the device side.
     pub codec: String,
+    /// Codec the caller's audio is published with in the room (`PCMU`/`PCMA`: unchanged).
+    pub published_codec: String,
     /// Start (unix ms).
     pub start_ms: u64,
     /// End (unix ms).
@@ -45,6 +48,19 @@ pub struct CallRecord {
     pub rtt_ms: Option<f64>,
     /// Times the room leg rejoined after its signalling was lost.
     pub room_rejoins: u32,
+    /// Room frames played into the device's mix (summed over the room's tracks).
+    pub room_frames_mixed: u64,
+    /// Room frames that reached their jitter buffer after their playout time (dropped).
+    pub room_frames_late: u64,
+    /// Room frames concealed because their packet never arrived in time.
+    pub room_frames_concealed: u64,
+    /// Room frames dropped to keep the delay down after a burst (buffer over its target).
+    pub room_frames_overflow: u64,
+    /// Device frames that reached the jitter buffer after their playout time (transcoded
+    /// uplinks only; a passthrough uplink forwards each packet as it arrives).
+    pub device_frames_late: u64,
+    /// Device frames concealed because their packet never arrived (transcoded uplinks only).
+    pub device_frames_concealed: u64,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -66,6 +82,7 @@ impl CallRecord {
                 .as_ref()
                 .map(|n| n.codec.name.clone())
                 .unwrap_or_default(),
+            published_codec: String::new(),
             start_ms: ms(now),
             end_ms: 0,
             end_cause: String::new(),
@@ -79,6 +96,31 @@ impl CallRecord {
             jitter_ms: 0.0,
             rtt_ms: None,
             room_rejoins: 0,
+            room_frames_mixed: 0,
+            room_frames_late: 0,
+            room_frames_concealed: 0,
+            room_frames_overflow: 0,
+            device_frames_late: 0,
+            device_frames_concealed: 0,
+        }
+    }
+
+    /// Copies the media counters of the call's bridge into the record.
+    pub fn observe(&mut self, m: &CallMedia) {
+        self.frames_to_device = m.frames_to_device;
+        self.published_codec = m.published_codec().to_string();
+        let st = m.session().receiver_stats();
+        self.rtp_lost = st.cumulative_lost();
+        self.jitter_ms = st.jitter_duration().as_secs_f64() * 1000.0;
+        self.rtt_ms = m.session().rtt().map(|d| d.as_secs_f64() * 1000.0);
+        self.room_frames_mixed = m.mixer_stats().mixed;
+        let jb = m.room_jitter_stats();
+        self.room_frames_late = jb.late;
+        self.room_frames_concealed = jb.lost;
+        self.room_frames_overflow = jb.overflow + jb.shrunk;
+        if let Some(jb) = m.uplink_jitter_stats() {
+            self.device_frames_late = jb.late;
+            self.device_frames_concealed = jb.lost;
         }
     }
 

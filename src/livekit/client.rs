@@ -60,6 +60,9 @@ pub enum ClientEvent {
         room: String,
         /// Participants already there.
         others: Vec<proto::ParticipantInfo>,
+        /// MIME types the room accepts for publishing, lowercase (`audio/pcmu`, ...). Empty:
+        /// the server did not say (LiveKit's defaults, which include PCMU and PCMA).
+        publish_codecs: Vec<String>,
     },
     /// A participant's info changed, joined or (state DISCONNECTED) left.
     Participant(proto::ParticipantInfo),
@@ -426,6 +429,11 @@ impl RoomClient {
             sid: me.sid,
             room,
             others: j.other_participants,
+            publish_codecs: j
+                .enabled_publish_codecs
+                .iter()
+                .map(|c| c.mime.to_ascii_lowercase())
+                .collect(),
         });
     }
 

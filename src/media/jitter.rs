@@ -133,6 +133,20 @@ pub struct JitterStats {
     pub resets: u64,
 }
 
+impl JitterStats {
+    /// Adds another buffer's counters (totals over several streams).
+    pub fn add(&mut self, o: &JitterStats) {
+        self.late += o.late;
+        self.lost += o.lost;
+        self.duplicate += o.duplicate;
+        self.reordered += o.reordered;
+        self.shrunk += o.shrunk;
+        self.stretched += o.stretched;
+        self.overflow += o.overflow;
+        self.resets += o.resets;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// No anchor: the next push starts buffering.

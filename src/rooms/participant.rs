@@ -18,7 +18,7 @@ use crate::token::JoinGrant;
 pub struct ConnId(pub u64);
 
 /// Which of a participant's two peer connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum PcSide {
     /// Client → server media (client offers).
     Publisher,

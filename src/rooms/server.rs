@@ -9,7 +9,7 @@
 // LiveKit clients still read fields the protocol marks deprecated (TrackInfo.layers, ...).
 #![allow(deprecated)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -152,6 +152,9 @@ pub struct RoomServer {
     routes: HashMap<SocketAddr, (ConnId, PcSide)>,
     out: VecDeque<Output>,
     dirty: Vec<(ConnId, PcSide)>,
+    /// Every peer connection's next timeout, earliest first (so that neither the next deadline
+    /// nor the due connections need a scan of all participants).
+    timers: BTreeSet<(Instant, ConnId, PcSide)>,
     keyframe_requests: Vec<(ConnId, Mid, Option<Rid>)>,
     next_speakers: Instant,
     next_housekeeping: Instant,
@@ -172,6 +175,7 @@ impl RoomServer {
             routes: HashMap::new(),
             out: VecDeque::new(),
             dirty: Vec::new(),
+            timers: BTreeSet::new(),
             keyframe_requests: Vec::new(),
             next_speakers: start + SPEAKER_INTERVAL,
             next_housekeeping: start + HOUSEKEEPING_INTERVAL,
@@ -214,8 +218,8 @@ impl RoomServer {
             return o;
         }
         let mut next = self.next_speakers.min(self.next_housekeeping);
-        for p in self.parts.values() {
-            next = next.min(p.publisher.timeout).min(p.subscriber.timeout);
+        if let Some((t, ..)) = self.timers.first() {
+            next = next.min(*t);
         }
         Output::Timeout(next.max(self.now))
     }
@@ -348,6 +352,10 @@ impl RoomServer {
         };
         let info = p.info();
         let hidden = p.grant.hidden;
+        self.timers
+            .insert((p.publisher.timeout, conn, PcSide::Publisher));
+        self.timers
+            .insert((p.subscriber.timeout, conn, PcSide::Subscriber));
         self.parts.insert(conn, p);
         self.send(conn, Resp::Join(join));
         if !hidden {
@@ -402,6 +410,10 @@ impl RoomServer {
         info!(room = %p.room, participant = %p.sid, identity = %p.grant.identity, why, "participant left");
         p.publisher.rtc.disconnect();
         p.subscriber.rtc.disconnect();
+        self.timers
+            .remove(&(p.publisher.timeout, conn, PcSide::Publisher));
+        self.timers
+            .remove(&(p.subscriber.timeout, conn, PcSide::Subscriber));
         self.routes.retain(|_, (c, _)| *c != conn);
         self.dirty.retain(|(c, _)| *c != conn);
         let room_name = p.room.clone();
@@ -883,16 +895,19 @@ impl RoomServer {
 
     fn timeout(&mut self) {
         let now = self.now;
-        for (c, p) in self.parts.iter_mut() {
-            for side in [PcSide::Publisher, PcSide::Subscriber] {
-                let pc = p.pc(side);
-                if pc.timeout <= now {
-                    if let Err(e) = pc.rtc.handle_input(str0m::Input::Timeout(now)) {
-                        debug!("timeout handling failed: {e}");
-                    }
-                    self.dirty.push((*c, side));
-                }
+        // Each due connection leaves the queue here and re-enters it when drained (run_dirty).
+        while let Some(&(t, c, side)) = self.timers.first() {
+            if t > now {
+                break;
             }
+            self.timers.pop_first();
+            let Some(p) = self.parts.get_mut(&c) else {
+                continue;
+            };
+            if let Err(e) = p.pc(side).rtc.handle_input(str0m::Input::Timeout(now)) {
+                debug!("timeout handling failed: {e}");
+            }
+            self.dirty.push((c, side));
         }
         if now >= self.next_speakers {
             self.next_speakers = now + SPEAKER_INTERVAL;
@@ -999,7 +1014,9 @@ impl RoomServer {
         loop {
             match pc.rtc.poll_output() {
                 Ok(str0m::Output::Timeout(t)) => {
+                    self.timers.remove(&(pc.timeout, conn, side));
                     pc.timeout = t;
+                    self.timers.insert((t, conn, side));
                     break;
                 }
                 Ok(str0m::Output::Transmit(t)) => self.out.push_back(Output::Transmit {
@@ -1011,7 +1028,9 @@ impl RoomServer {
                 Err(e) => {
                     warn!(participant = %sid, ?side, "peer connection failed: {e}");
                     pc.rtc.disconnect();
+                    self.timers.remove(&(pc.timeout, conn, side));
                     pc.timeout = self.now + Duration::from_secs(3600);
+                    self.timers.insert((pc.timeout, conn, side));
                     break;
                 }
             }
@@ -1209,7 +1228,7 @@ impl RoomServer {
     /// Forwards one publisher frame to every subscriber of its track.
     fn forward(&mut self, conn: ConnId, data: MediaData) {
         self.stats.frames_in += 1;
-        let Some(p) = self.parts.get_mut(&conn) else {
+        let Some(p) = self.parts.get(&conn) else {
             return;
         };
         let Some(track) = p.tracks.iter().find(|t| t.mid == Some(data.mid)) else {
@@ -1218,25 +1237,26 @@ impl RoomServer {
         if track.info.muted {
             return;
         }
-        let (tsid, kind, room) = (track.sid.clone(), track.kind, p.room.clone());
+        let Some(room) = self.rooms.get_mut(&p.room) else {
+            return;
+        };
+        let (tsid, kind) = (track.sid.clone(), track.kind);
         let layers = if kind == MediaKind::Video && track.layers.len() > 1 {
             track.layers.clone()
         } else {
             Vec::new()
         };
-        let psid = p.sid.clone();
         let level = data.ext_vals.audio_level;
         if kind == MediaKind::Audio {
-            if let (Some(l), Some(r)) = (level, self.rooms.get_mut(&room)) {
-                r.speakers.record(&psid, l.unsigned_abs().min(127));
+            if let Some(l) = level {
+                room.speakers.record(&p.sid, l.unsigned_abs().min(127));
             }
         }
         let is_key = kind == MediaKind::Video && data.is_keyframe();
         let step = if kind == MediaKind::Video { 3000 } else { 960 };
-        let Some(members) = self.rooms.get(&room).map(|r| r.members.clone()) else {
-            return;
-        };
-        for m in members {
+        // Split borrows: the room's member list is read while subscribers are written to.
+        let members = &room.members;
+        for &m in members {
             if m == conn {
                 continue;
             }

@@ -225,6 +225,10 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
     let mut latency = Histogram::default();
     // When the input being handled is a datagram: when it was read.
     let mut input_at: Option<std::time::Instant> = None;
+    // One timer re-armed when the core's deadline moves, not a new one per loop.
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<std::time::Instant> = None;
     loop {
         // Drain the core.
         let deadline = loop {
@@ -265,6 +269,12 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
             }
         };
         input_at = None;
+        if armed != Some(deadline) {
+            armed = Some(deadline);
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
 
         tokio::select! {
             cmd = rx.recv() => {
@@ -318,7 +328,8 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                 input_at = Some(now());
                 server.handle_input(now(), Input::Datagram { source, destination, data: &buf[..len] });
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+            _ = &mut sleep => {
+                armed = None;
                 trace!(?deadline, "room server timeout");
                 server.handle_input(now(), Input::Timeout);
             }

@@ -28,6 +28,8 @@ pub struct Context {
     pub livekit_url: String,
     /// Routing (dialplan), room-leg tokens and PIN protection, shared with the other fronts.
     pub admission: Arc<Admission>,
+    /// Publish G.711 callers as Opus even when the room takes G.711 (`livekit.publish_opus`).
+    pub publish_opus: bool,
 }
 
 struct CallEntry {
@@ -397,6 +399,7 @@ impl SipFront {
             token,
             room_bind_ip: room_bind_ip(&self.ctx.livekit_url),
             media_timeout: self.cfg.media_timeout,
+            publish_opus: self.ctx.publish_opus,
             max_duration: self.cfg.max_call_duration,
             records: self.cfg.call_records.clone(),
             pin,

@@ -644,3 +644,53 @@ def test_shutdown_ends_calls_with_bye(server: Server):
         stop(srv)
     recs = [json.loads(l) for l in srv.call_records.read_text().splitlines() if l.strip()]
     assert recs and recs[-1]["end_cause"] == "shutdown", recs
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_pcmu_caller_published_as_opus_when_configured(server: Server):
+    """With `livekit.publish_opus` (a second instance), a PCMU caller's audio is decoded and
+    re-encoded to Opus before it is published: the room client hears sipp's 440 Hz and the call
+    record says the room got Opus."""
+    from conftest import launch, stop
+
+    srv = launch(
+        http_port=7918,
+        udp_port=7920,
+        log_path=ARTIFACTS / "jonction-pytest-publish-opus.log",
+        extra_env={"JONCTION_LIVEKIT__PUBLISH_OPUS": "true"},
+    )
+    room = f"opus-{secrets.token_hex(3)}"
+
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            tmpd = Path(tmp)
+            wav = tone_wav(tmpd / "tone.wav", 440, 6)
+            async with Rooms(srv) as rooms:
+                listener = await rooms.connect(room, "listener")
+                got: list = []
+                listener.on("track_subscribed", lambda t, pub, p: got.append(t))
+                sipp = sipp_call(srv, room, wav, 5.0, tmpd)
+                try:
+                    deadline = time.monotonic() + 15
+                    while not got and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    assert got, "no track from the SIP caller reached the room"
+                    heard = await collect_audio(got[0], seconds=1.5, timeout=10)
+                    f = dominant_hz(heard, 48000)
+                    assert abs(f - 440) <= 5, f"dominant frequency {f:.1f} Hz"
+                finally:
+                    rc = await asyncio.to_thread(sipp.wait, 40)
+                assert rc == 0, f"sipp failed ({rc})"
+
+    try:
+        run(main())
+        deadline = time.monotonic() + 5
+        recs: list = []
+        while time.monotonic() < deadline and not recs:
+            if srv.call_records.exists():
+                recs = [json.loads(l) for l in srv.call_records.read_text().splitlines() if l.strip()]
+            time.sleep(0.1)
+        assert recs and recs[-1]["codec"].upper() == "PCMU", recs
+        assert recs[-1]["published_codec"] == "opus" and recs[-1]["frames_to_room"] > 200, recs
+    finally:
+        stop(srv)
