@@ -266,7 +266,8 @@ impl RoomClient {
                 contents,
             },
         );
-        let rtc = if self.pub_addrs.contains(&destination) {
+        let publisher = self.pub_addrs.contains(&destination);
+        let rtc = if publisher {
             &mut self.publisher
         } else {
             &mut self.subscriber
@@ -274,18 +275,28 @@ impl RoomClient {
         let taken = rtc.accepts(&input);
         if taken {
             let _ = rtc.handle_input(input);
+            self.drain_pc(publisher);
         }
-        self.drain();
         taken
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        // Both peer connections get the time: str0m's ICE agent only starts its checks from a
-        // timeout input, and a timeout it reported before the remote description can be stale.
-        let _ = self.publisher.handle_input(str0m::Input::Timeout(now));
-        let _ = self.subscriber.handle_input(str0m::Input::Timeout(now));
+        // Until both are connected, both peer connections get the time: str0m's ICE agent only
+        // starts its checks from a timeout input, and a timeout it reported before the remote
+        // description can be stale. Then only the one that asked for it.
+        let setup = self.connected != (true, true);
+        let (pub_due, sub_due) = (
+            setup || now >= self.pub_timeout,
+            setup || now >= self.sub_timeout,
+        );
+        if pub_due {
+            let _ = self.publisher.handle_input(str0m::Input::Timeout(now));
+        }
+        if sub_due {
+            let _ = self.subscriber.handle_input(str0m::Input::Timeout(now));
+        }
         if self.sid.is_some() && now >= self.next_ping {
             self.next_ping = now + self.ping_interval;
             let ts = now.saturating_duration_since(self.next_ping - self.ping_interval);
@@ -295,7 +306,12 @@ impl RoomClient {
                     rtt: 0,
                 })));
         }
-        self.drain();
+        if pub_due {
+            self.drain_pc(true);
+        }
+        if sub_due {
+            self.drain_pc(false);
+        }
     }
 
     // === commands ===
@@ -360,7 +376,7 @@ impl RoomClient {
             .map(|p| p.pt())
             .ok_or_else(|| ClientError::NotPublished(format!("{cid} ({mime} not negotiated)")))?;
         writer.write(pt, wallclock, time, data)?;
-        self.drain();
+        self.drain_pc(true);
         Ok(())
     }
 
@@ -568,34 +584,46 @@ impl RoomClient {
         }
     }
 
+    /// Drains both peer connections (after a change that may concern either).
     fn drain(&mut self) {
-        for side in [true, false] {
-            loop {
-                let rtc = if side {
-                    &mut self.publisher
-                } else {
-                    &mut self.subscriber
-                };
-                match rtc.poll_output() {
-                    Ok(str0m::Output::Timeout(t)) => {
-                        if side {
-                            self.pub_timeout = t;
-                        } else {
-                            self.sub_timeout = t;
-                        }
-                        break;
+        self.drain_pc(true);
+        self.drain_pc(false);
+    }
+
+    /// Drains one peer connection's outputs until its next timeout.
+    fn drain_pc(&mut self, side: bool) {
+        loop {
+            let rtc = if side {
+                &mut self.publisher
+            } else {
+                &mut self.subscriber
+            };
+            match rtc.poll_output() {
+                Ok(str0m::Output::Timeout(t)) => {
+                    if side {
+                        self.pub_timeout = t;
+                    } else {
+                        self.sub_timeout = t;
                     }
-                    Ok(str0m::Output::Transmit(t)) => self.out.push_back(ClientOutput::Transmit {
-                        source: t.source,
-                        destination: t.destination,
-                        data: t.contents.into(),
-                    }),
-                    Ok(str0m::Output::Event(e)) => self.rtc_event(side, e),
-                    Err(e) => {
-                        warn!("peer connection failed: {e}");
-                        rtc.disconnect();
-                        break;
+                    break;
+                }
+                Ok(str0m::Output::Transmit(t)) => self.out.push_back(ClientOutput::Transmit {
+                    source: t.source,
+                    destination: t.destination,
+                    data: t.contents.into(),
+                }),
+                Ok(str0m::Output::Event(e)) => self.rtc_event(side, e),
+                Err(e) => {
+                    warn!("peer connection failed: {e}");
+                    rtc.disconnect();
+                    // A dead connection has no timeout: do not wake up for it again.
+                    let never = self.now + Duration::from_secs(3600);
+                    if side {
+                        self.pub_timeout = never;
+                    } else {
+                        self.sub_timeout = never;
                     }
+                    break;
                 }
             }
         }
