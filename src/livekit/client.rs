@@ -19,7 +19,7 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
-use str0m::media::{Direction, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc, RtcConfig};
 
@@ -93,6 +93,14 @@ pub enum ClientEvent {
     Data(proto::DataPacket),
     /// Active speakers changed.
     Speakers(Vec<proto::SpeakerInfo>),
+    /// A subscriber of one of our video tracks wants a keyframe (PLI or FIR relayed by the
+    /// server): the source should send one soon.
+    KeyframeRequest {
+        /// Our cid of the track.
+        cid: String,
+        /// PLI or FIR.
+        kind: KeyframeRequestKind,
+    },
     /// Both peer connections are up.
     Connected,
     /// The server told us to leave.
@@ -128,6 +136,9 @@ pub enum ClientError {
     /// Not joined yet.
     #[error("not joined")]
     NotJoined,
+    /// No such subscribed track (not negotiated yet, or gone).
+    #[error("track {0} is not subscribed")]
+    NotSubscribed(String),
     /// str0m refused.
     #[error("webrtc: {0}")]
     Rtc(#[from] str0m::RtcError),
@@ -318,6 +329,30 @@ impl RoomClient {
 
     /// Announces a track; media can be written after [`ClientEvent::Published`].
     pub fn publish(&mut self, cid: &str, name: &str, kind: MediaKind, source: proto::TrackSource) {
+        self.add_track(cid, name, kind, source, (0, 0));
+    }
+
+    /// Announces a video track of `width`×`height` (what subscribers are told; one layer, no
+    /// simulcast); frames are written as H.264 access units after [`ClientEvent::Published`].
+    pub fn publish_video(
+        &mut self,
+        cid: &str,
+        name: &str,
+        source: proto::TrackSource,
+        width: u32,
+        height: u32,
+    ) {
+        self.add_track(cid, name, MediaKind::Video, source, (width, height));
+    }
+
+    fn add_track(
+        &mut self,
+        cid: &str,
+        name: &str,
+        kind: MediaKind,
+        source: proto::TrackSource,
+        (width, height): (u32, u32),
+    ) {
         self.tracks.push(LocalTrack {
             cid: cid.to_string(),
             kind,
@@ -335,6 +370,49 @@ impl RoomClient {
                 name: name.to_string(),
                 r#type: r#type as i32,
                 source: source as i32,
+                width,
+                height,
+                ..Default::default()
+            },
+        )));
+    }
+
+    /// Asks the publisher of a subscribed track for a keyframe (through the server).
+    pub fn request_keyframe(
+        &mut self,
+        track_sid: &str,
+        kind: KeyframeRequestKind,
+    ) -> Result<(), ClientError> {
+        let mid = self
+            .sub_tracks
+            .iter()
+            .find(|(_, (sid, _, _))| sid == track_sid)
+            .map(|(mid, _)| *mid)
+            .ok_or_else(|| ClientError::NotSubscribed(track_sid.to_string()))?;
+        let mut writer = self
+            .subscriber
+            .writer(mid)
+            .ok_or_else(|| ClientError::NotSubscribed(track_sid.to_string()))?;
+        writer.request_keyframe(None, kind)?;
+        self.drain_pc(false);
+        Ok(())
+    }
+
+    /// Tells the server what we want of a subscribed video track: the size we show it at
+    /// (the server picks the simulcast layer), or nothing at all (`disabled`).
+    pub fn update_track_settings(
+        &mut self,
+        track_sid: &str,
+        disabled: bool,
+        width: u32,
+        height: u32,
+    ) {
+        self.out.push_back(ClientOutput::Signal(Req::TrackSetting(
+            proto::UpdateTrackSettings {
+                track_sids: vec![track_sid.to_string()],
+                disabled,
+                width,
+                height,
                 ..Default::default()
             },
         )));
@@ -669,6 +747,12 @@ impl RoomClient {
                 if let Some((sid, _, _)) = self.sub_tracks.get(&d.mid) {
                     let track_sid = sid.clone();
                     self.event(ClientEvent::Media { track_sid, data: d });
+                }
+            }
+            Event::KeyframeRequest(r) if publisher => {
+                if let Some(t) = self.tracks.iter().find(|t| t.mid == Some(r.mid)) {
+                    let cid = t.cid.clone();
+                    self.event(ClientEvent::KeyframeRequest { cid, kind: r.kind });
                 }
             }
             Event::ChannelData(d) => {

@@ -324,3 +324,135 @@ fn expired_token(key: &str, secret: &str, room: &str, identity: &str) -> String 
     let sig = B64.encode(mac.finalize().into_bytes());
     format!("{header}.{payload}.{sig}")
 }
+
+/// H.264 access units (Annex-B) of a 320x240 test pattern made by ffmpeg, one per frame, or None
+/// when ffmpeg is not installed.
+fn h264_access_units() -> Option<Vec<Vec<u8>>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("v.h264");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-g",
+            "25",
+        ])
+        .args(["-bsf:v", "h264_metadata=aud=insert", "-f", "h264"])
+        .arg(&out)
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
+    }
+    let bytes = std::fs::read(&out).ok()?;
+    // Split at the access unit delimiters (NAL type 9) that ffmpeg inserted.
+    let aud = [0u8, 0, 0, 1, 0x09];
+    let starts: Vec<usize> = (0..bytes.len().saturating_sub(aud.len()))
+        .filter(|&i| bytes[i..i + aud.len()] == aud)
+        .collect();
+    let mut units = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let e = starts.get(k + 1).copied().unwrap_or(bytes.len());
+        units.push(bytes[s..e].to_vec());
+    }
+    Some(units)
+}
+
+/// Video through the room leg's client: a published H.264 track (announced at 320x240)
+/// reaches a subscriber as whole access units, and the subscriber's keyframe request comes
+/// back to the publisher as [`ClientEvent::KeyframeRequest`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_video_and_keyframe_requests() {
+    let Some(units) = h264_access_units() else {
+        eprintln!("ffmpeg not installed: skipping the H.264 room test");
+        return;
+    };
+    assert!(units.len() >= 40, "{} access units", units.len());
+    let (running, url, keys) = start().await;
+    let mut a = RoomLink::connect(&url, &token(&keys, "v1", "camera"), LO)
+        .await
+        .expect("camera connects");
+    wait_for(&mut a, "camera joined", |e| {
+        matches!(e, ClientEvent::Joined { .. }).then_some(())
+    })
+    .await;
+    let mut b = RoomLink::connect(&url, &token(&keys, "v1", "viewer"), LO)
+        .await
+        .expect("viewer connects");
+    wait_for(&mut b, "viewer joined", |e| {
+        matches!(e, ClientEvent::Joined { .. }).then_some(())
+    })
+    .await;
+    a.client()
+        .publish_video("cam", "cam", proto::TrackSource::Camera, 320, 240);
+    a.flush();
+    wait_for(&mut a, "published", |e| {
+        matches!(e, ClientEvent::Published { .. }).then_some(())
+    })
+    .await;
+
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(40));
+    let (mut n, mut frames, mut keyframe_requests) = (0usize, 0usize, 0usize);
+    let mut track: Option<String> = None;
+    let mut announced = None;
+    let mut asked = false;
+    while frames < 30 || keyframe_requests == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{frames} frames, {keyframe_requests} keyframe requests"
+        );
+        tokio::select! {
+            _ = tick.tick() => {
+                let unit = units[n % units.len()].clone();
+                let t = MediaTime::new(n as u64 * 3600, Frequency::NINETY_KHZ);
+                n += 1;
+                a.client().write("cam", "h264", Instant::now(), t, unit).expect("write");
+                a.flush();
+            }
+            ev = a.next_event() => {
+                if let ClientEvent::KeyframeRequest { cid, .. } = ev.expect("camera link") {
+                    assert_eq!(cid, "cam");
+                    keyframe_requests += 1;
+                }
+            }
+            ev = b.next_event() => match ev.expect("viewer link") {
+                ClientEvent::Participant(p) if p.identity == "camera" => {
+                    announced = p.tracks.first().map(|t| (t.width, t.height)).or(announced);
+                }
+                ClientEvent::Subscribed { kind, track_sid, .. } => {
+                    assert_eq!(kind, MediaKind::Video);
+                    track = Some(track_sid);
+                }
+                ClientEvent::Media { data, track_sid } => {
+                    assert_eq!(Some(&track_sid), track.as_ref());
+                    // Whole access units, in Annex-B, with their slices.
+                    assert!(data.data.windows(4).any(|w| w == [0, 0, 0, 1]) || data.data.windows(3).any(|w| w == [0, 0, 1]));
+                    frames += 1;
+                    if frames == 10 && !asked {
+                        asked = true;
+                        b.client()
+                            .request_keyframe(&track_sid, str0m::media::KeyframeRequestKind::Pli)
+                            .expect("keyframe request");
+                        b.flush();
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    assert_eq!(announced, Some((320, 240)), "the track's announced size");
+    running.stop().await;
+}
