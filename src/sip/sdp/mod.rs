@@ -8,8 +8,10 @@
 //! - Both ends produce a [`Negotiated`] (what the media layer needs) and a [`LocalSdp`], which
 //!   an [`SdpSession`] (one per dialog) turns into text with a correct `o=` line.
 //!
-//! Only audio is negotiated; every other m-line is answered with port 0 (RFC 3264 §6), which
-//! keeps room systems that offer video and BFCP talking to us.
+//! Only audio is negotiated so far; every other m-line is answered with port 0 (RFC 3264 §6),
+//! which keeps room systems that offer video and BFCP talking to us. [`answer_video`] decides
+//! what a video m-line's H.264 answer would be (format, fmtp, RTCP feedback, bandwidth); the
+//! answer uses it once the SIP leg carries video.
 
 mod answer;
 mod codec;
@@ -18,6 +20,7 @@ mod negotiated;
 mod offer;
 mod policy;
 mod session;
+mod video;
 
 pub use answer::{answer, Answer};
 pub use codec::{
@@ -31,6 +34,10 @@ pub use negotiated::{Negotiated, NegotiationError, Reject};
 pub use offer::{accept_answer, offer, reoffer};
 pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, UnknownCodec};
 pub use session::{LocalSdp, SdpSession};
+pub use video::{
+    answer_video, bandwidth_kbps, choose_h264, h264_formats, rtcp_feedback, H264Format,
+    H264Profile, ProfileLevelId, VideoAnswer, RTCP_FEEDBACK,
+};
 
 /// A session description that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,349 @@
+//! H.264 video negotiation for the SIP leg (RFC 6184 §8; RTCP feedback RFC 4585/5104;
+//! `a=content` RFC 4796; `b=AS`/`b=TIAS` RFC 8866 §5.8, RFC 3890).
+//!
+//! jonction remuxes video and never re-encodes it, so the answer can only accept what it can
+//! forward unchanged to WebRTC rooms:
+//! - H.264 with `packetization-mode` 1 (FU-A/STAP-A, what browsers send) or 0 (single NAL
+//!   units, older room systems); interleaved mode 2 is refused.
+//! - The profile the offer names is kept in the answer (RFC 6184 §8.2.2: the answerer keeps the
+//!   profile; we re-send the stream as it is, so the level is the offerer's too). Constrained
+//!   Baseline is preferred (every browser decodes it), then Baseline, Main and High; other
+//!   profiles (High 10, 4:2:2, ...) are not answered.
+//! - RTCP feedback: the subset of `nack`, `nack pli`, `ccm fir`, `ccm tmmbr` and `goog-remb` that
+//!   the offer lists for that payload type (or for `*`).
+
+use super::description::{MediaDescription, MediaKind, SessionDescription};
+
+/// The feedback messages jonction handles on the SIP video leg.
+pub const RTCP_FEEDBACK: [&str; 5] = ["nack", "nack pli", "ccm fir", "ccm tmmbr", "goog-remb"];
+
+/// `profile-level-id` (RFC 6184 §8.1): profile_idc, the constraint-flag byte, level_idc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileLevelId {
+    /// `profile_idc` (66 Baseline, 77 Main, 100 High, ...).
+    pub profile_idc: u8,
+    /// `profile-iop`: constraint_set0..5 flags and reserved bits.
+    pub profile_iop: u8,
+    /// `level_idc` (31 = level 3.1; 11 with constraint_set3 is level 1b).
+    pub level_idc: u8,
+}
+
+/// The H.264 profile families jonction can forward to browsers, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum H264Profile {
+    /// Constrained Baseline (every WebRTC endpoint decodes it).
+    ConstrainedBaseline,
+    /// Baseline (in practice what room systems send as "baseline").
+    Baseline,
+    /// Main.
+    Main,
+    /// High.
+    High,
+}
+
+impl ProfileLevelId {
+    /// The RFC 6184 default when `profile-level-id` is absent: Baseline, level 1.0.
+    pub const DEFAULT: ProfileLevelId = ProfileLevelId {
+        profile_idc: 66,
+        profile_iop: 0,
+        level_idc: 10,
+    };
+
+    /// Parses the 6 hex digits; `None` for anything else.
+    pub fn parse(hex: &str) -> Option<Self> {
+        let hex = hex.trim();
+        if hex.len() != 6 || !hex.is_ascii() {
+            return None;
+        }
+        let byte = |i: usize| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok();
+        Some(ProfileLevelId {
+            profile_idc: byte(0)?,
+            profile_iop: byte(2)?,
+            level_idc: byte(4)?,
+        })
+    }
+
+    /// The 6 lowercase hex digits.
+    pub fn to_hex(self) -> String {
+        format!(
+            "{:02x}{:02x}{:02x}",
+            self.profile_idc, self.profile_iop, self.level_idc
+        )
+    }
+
+    /// The profile family, when it is one that can be forwarded to browsers.
+    pub fn profile(self) -> Option<H264Profile> {
+        let set0 = self.profile_iop & 0x80 != 0;
+        let set1 = self.profile_iop & 0x40 != 0;
+        match self.profile_idc {
+            // Constrained Baseline: Baseline with constraint_set1, or Main/Extended with set0+set1
+            // (RFC 6184 §8.1, Table 5).
+            66 if set1 => Some(H264Profile::ConstrainedBaseline),
+            77 | 88 if set0 && set1 => Some(H264Profile::ConstrainedBaseline),
+            66 => Some(H264Profile::Baseline),
+            77 => Some(H264Profile::Main),
+            100 => Some(H264Profile::High),
+            _ => None,
+        }
+    }
+}
+
+/// One H.264 format of an m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H264Format {
+    /// Its payload type.
+    pub pt: u8,
+    /// `profile-level-id`, or the default when absent.
+    pub profile_level_id: ProfileLevelId,
+    /// Whether `profile-level-id` was written (answers echo it only then).
+    pub explicit_profile: bool,
+    /// `packetization-mode` (0 when absent).
+    pub packetization_mode: u8,
+    /// The fmtp as written.
+    pub fmtp: Option<String>,
+}
+
+/// The H.264 formats of a video m-line, in the offer's order (non-H.264 formats skipped;
+/// unreadable `profile-level-id` values make the format unusable and skip it too).
+pub fn h264_formats(media: &MediaDescription) -> Vec<H264Format> {
+    media
+        .codecs()
+        .into_iter()
+        .filter(|(_, c)| c.is("H264") && c.clock_rate == 90_000)
+        .filter_map(|(pt, c)| {
+            let mut profile = None;
+            let mut mode = 0u8;
+            if let Some(fmtp) = c.fmtp.as_deref() {
+                for (k, v) in super::fmtp_params(fmtp) {
+                    if k.eq_ignore_ascii_case("profile-level-id") {
+                        profile = Some(ProfileLevelId::parse(v)?);
+                    } else if k.eq_ignore_ascii_case("packetization-mode") {
+                        mode = v.trim().parse().ok()?;
+                    }
+                }
+            }
+            Some(H264Format {
+                pt,
+                profile_level_id: profile.unwrap_or(ProfileLevelId::DEFAULT),
+                explicit_profile: profile.is_some(),
+                packetization_mode: mode,
+                fmtp: c.fmtp.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The format to answer: forwardable profile and mode, preferring packetization-mode 1, then
+/// the better profile, then the offerer's order.
+pub fn choose_h264(formats: &[H264Format]) -> Option<&H264Format> {
+    formats
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.packetization_mode <= 1)
+        .filter_map(|(i, f)| f.profile_level_id.profile().map(|p| (i, p, f)))
+        .min_by_key(|(i, p, f)| (1 - f.packetization_mode, *p, *i))
+        .map(|(_, _, f)| f)
+}
+
+/// The RTCP feedback lines the offer lists for `pt` (or `*`) that jonction handles, as
+/// `rtcp-fb` attribute values for `pt`, in [`RTCP_FEEDBACK`] order.
+pub fn rtcp_feedback(offer: &SessionDescription, index: usize, pt: u8) -> Vec<String> {
+    let Some(m) = offer.raw().medias.get(index) else {
+        return Vec::new();
+    };
+    let pt_text = pt.to_string();
+    let offered: Vec<String> = m
+        .attributes
+        .iter()
+        .filter(|a| a.attribute.eq_ignore_ascii_case("rtcp-fb"))
+        .filter_map(|a| {
+            let v = a.value.as_deref()?.trim();
+            let (fmt, rest) = v.split_once(char::is_whitespace)?;
+            (fmt == pt_text || fmt == "*").then(|| {
+                rest.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_ascii_lowercase()
+            })
+        })
+        .collect();
+    RTCP_FEEDBACK
+        .iter()
+        .filter(|fb| offered.iter().any(|o| o == *fb))
+        .map(|fb| format!("{pt} {fb}"))
+        .collect()
+}
+
+/// The offerer's bandwidth limit for the m-line in kbit/s: `b=TIAS` (bit/s, RFC 3890) when
+/// present, else `b=AS`.
+pub fn bandwidth_kbps(offer: &SessionDescription, index: usize) -> Option<u32> {
+    let m = offer.raw().medias.get(index)?;
+    let find = |t: &str| {
+        m.bandwidths
+            .iter()
+            .find(|b| b.bwtype.eq_ignore_ascii_case(t))
+            .map(|b| b.bandwidth)
+    };
+    find("TIAS")
+        .map(|bps| (bps / 1000) as u32)
+        .or_else(|| find("AS").map(|kbps| kbps as u32))
+        .filter(|k| *k > 0)
+}
+
+/// What the answer says for an accepted H.264 m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoAnswer {
+    /// Index of the m-line in the offer.
+    pub index: usize,
+    /// The chosen format.
+    pub format: H264Format,
+    /// `a=fmtp` value (without the payload type).
+    pub fmtp: String,
+    /// `a=rtcp-fb` values.
+    pub rtcp_fb: Vec<String>,
+    /// `a=content` to echo (RFC 4796), `main` for the main video.
+    pub content: Option<String>,
+    /// Our receive limit to write as `b=AS` (kbit/s).
+    pub bandwidth_kbps: u32,
+}
+
+/// Answers the first main video m-line of `offer` (no `a=content`, or `content:main`) with
+/// H.264, limited to `max_kbps`; `None` when there is none or nothing in it can be forwarded
+/// (the m-line is then answered with port 0).
+pub fn answer_video(offer: &SessionDescription, max_kbps: u32) -> Option<VideoAnswer> {
+    let (index, media) = offer.media.iter().enumerate().find(|(_, m)| {
+        m.kind == MediaKind::Video
+            && m.port != 0
+            && m.proto.is_rtp()
+            && m.content.as_deref().is_none_or(|c| c == "main")
+    })?;
+    let formats = h264_formats(media);
+    let format = choose_h264(&formats)?.clone();
+    let mut fmtp = Vec::new();
+    if format.explicit_profile {
+        fmtp.push(format!(
+            "profile-level-id={}",
+            format.profile_level_id.to_hex()
+        ));
+    }
+    fmtp.push(format!("packetization-mode={}", format.packetization_mode));
+    fmtp.push("level-asymmetry-allowed=1".to_string());
+    let offered = bandwidth_kbps(offer, index);
+    Some(VideoAnswer {
+        index,
+        rtcp_fb: rtcp_feedback(offer, index, format.pt),
+        fmtp: format!("{} {}", format.pt, fmtp.join(";")),
+        content: media.content.clone(),
+        bandwidth_kbps: offered.map_or(max_kbps, |o| o.min(max_kbps)),
+        format,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(video: &str) -> SessionDescription {
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP 0\r\n{video}"
+        );
+        SessionDescription::parse(sdp.as_bytes()).expect("sdp")
+    }
+
+    #[test]
+    fn profile_level_ids() {
+        let cb = ProfileLevelId::parse("42e01f").expect("cb");
+        assert_eq!(
+            (cb.profile_idc, cb.profile_iop, cb.level_idc),
+            (66, 0xe0, 31)
+        );
+        assert_eq!(cb.profile(), Some(H264Profile::ConstrainedBaseline));
+        assert_eq!(cb.to_hex(), "42e01f");
+        assert_eq!(
+            ProfileLevelId::parse("42001f").and_then(ProfileLevelId::profile),
+            Some(H264Profile::Baseline)
+        );
+        assert_eq!(
+            ProfileLevelId::parse("4dc01f").and_then(ProfileLevelId::profile),
+            Some(H264Profile::ConstrainedBaseline)
+        );
+        assert_eq!(
+            ProfileLevelId::parse("640c1f").and_then(ProfileLevelId::profile),
+            Some(H264Profile::High)
+        );
+        // High 10: not forwardable to browsers.
+        assert_eq!(
+            ProfileLevelId::parse("6e001f").and_then(ProfileLevelId::profile),
+            None
+        );
+        for bad in ["", "42e0", "42e01f00", "zze01f", "42é01f"] {
+            assert_eq!(ProfileLevelId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_room_system_offer_is_answered_with_mode_1_constrained_baseline() {
+        // A typical room-system offer: High first, then Baseline in both modes, then H.263.
+        let o = offer(
+            "b=AS:2048\r\nm=video 40002 RTP/AVP 97 96 98 34\r\n\
+             a=rtpmap:97 H264/90000\r\na=fmtp:97 profile-level-id=640c1f;packetization-mode=1\r\n\
+             a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f;packetization-mode=0\r\n\
+             a=rtpmap:98 H264/90000\r\na=fmtp:98 profile-level-id=42e01f;packetization-mode=1\r\n\
+             a=rtcp-fb:* nack\r\na=rtcp-fb:98 nack pli\r\na=rtcp-fb:98 ccm fir\r\n\
+             a=rtcp-fb:97 ccm tmmbr\r\na=rtcp-fb:98 trr-int 100\r\na=content:main\r\n",
+        );
+        let a = answer_video(&o, 1500).expect("video");
+        assert_eq!(a.index, 1);
+        assert_eq!(a.format.pt, 98);
+        assert_eq!(
+            a.fmtp,
+            "98 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1"
+        );
+        assert_eq!(a.rtcp_fb, ["98 nack", "98 nack pli", "98 ccm fir"]);
+        assert_eq!(a.content.as_deref(), Some("main"));
+        // b=AS:2048 belongs to the audio m-line; the video m-line has none: our limit.
+        assert_eq!(a.bandwidth_kbps, 1500);
+    }
+
+    #[test]
+    fn mode_0_only_devices_and_media_bandwidth() {
+        let o = offer(
+            "m=video 40002 RTP/AVP 109\r\nb=TIAS:768000\r\n\
+             a=rtpmap:109 H264/90000\r\na=fmtp:109 profile-level-id=42801e\r\n",
+        );
+        let a = answer_video(&o, 1500).expect("video");
+        assert_eq!(a.format.packetization_mode, 0);
+        assert_eq!(
+            a.fmtp,
+            "109 profile-level-id=42801e;packetization-mode=0;level-asymmetry-allowed=1"
+        );
+        assert!(a.rtcp_fb.is_empty());
+        assert_eq!(a.bandwidth_kbps, 768);
+    }
+
+    #[test]
+    fn what_cannot_be_forwarded_is_not_answered() {
+        // Interleaved mode, High 10, VP8, a slides stream, a disabled m-line.
+        for video in [
+            "m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f;packetization-mode=2\r\n",
+            "m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=6e001f;packetization-mode=1\r\n",
+            "m=video 40002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+            "m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=content:slides\r\n",
+            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+            "m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=xyz;packetization-mode=1\r\n",
+        ] {
+            assert_eq!(answer_video(&offer(video), 1500), None, "{video}");
+        }
+    }
+
+    #[test]
+    fn no_profile_level_id_means_baseline_and_is_not_echoed() {
+        let o = offer(
+            "m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n",
+        );
+        let a = answer_video(&o, 1000).expect("video");
+        assert_eq!(a.format.profile_level_id, ProfileLevelId::DEFAULT);
+        assert_eq!(a.fmtp, "96 packetization-mode=1;level-asymmetry-allowed=1");
+    }
+}
