@@ -18,7 +18,7 @@
 //!
 //! For each packet the relative transit delay `d = (arrival - timestamp) - min(transit)` is
 //! measured in timestamp units. A peak estimator takes new maxima at once, holds them for
-//! about two seconds of packets, then decays towards current values. The target delay is
+//! about ten seconds of packets, then decays towards current values. The target delay is
 //! that peak plus one frame, clamped to `[min_delay, max_delay]`.
 //!
 //! The controlled quantity is the *playout delay*: how long after its earliest possible
@@ -41,8 +41,10 @@ use crate::media::rtp::{Ssrc, TimestampUnwrapper};
 pub const SHRINK_EVERY: u32 = 20;
 /// At most one frame is concealed to grow the buffer in this many pops.
 pub const STRETCH_EVERY: u32 = 10;
-/// Packets a new delay peak is held for before the estimate decays (about 2 s at 20 ms).
-const PEAK_HOLD_PACKETS: u32 = 100;
+/// Packets a new delay peak is held for before the estimate decays (about 10 s at 20 ms: a
+/// sender that stalls every few seconds keeps its margin instead of making the buffer shrink
+/// and grow again each time, which costs a dropped and a concealed frame per cycle).
+const PEAK_HOLD_PACKETS: u32 = 500;
 /// Packets per window of the minimum-transit tracker (about 5 s at 20 ms).
 const MIN_WINDOW_PACKETS: u32 = 250;
 /// A sequence jump larger than this resets the buffer (RFC 3550 A.1 `MAX_DROPOUT`).
@@ -668,6 +670,38 @@ mod tests {
             s.lost + s.late + s.shrunk,
             200 - played.len() as u64,
             "{}",
+            r.trace()
+        );
+    }
+
+    /// A sender that stalls for 160 ms every 3 s (then sends the backlog at once): after the
+    /// first stall the buffer keeps its margin, so the later stalls cost no frame.
+    #[test]
+    fn periodic_stalls_do_not_make_the_buffer_oscillate() {
+        let mut r = Run::new();
+        let ssrc = Ssrc(7);
+        let packets: Vec<_> = (0..1500u64)
+            .map(|i| {
+                let due = i * 20;
+                // Frames due during a stall leave when it ends.
+                let in_cycle = due % 3000;
+                let at = if (1000..1160).contains(&in_cycle) {
+                    due - in_cycle + 1160
+                } else {
+                    due
+                };
+                (at, ssrc, i, (i * 160) as u32)
+            })
+            .collect();
+        r.play(packets, 30_000, 5);
+        let s = r.jb.stats();
+        // The first stall: one growth; afterwards nothing is dropped or stretched again.
+        assert_eq!(s.late, 0, "{s:?}");
+        assert!(s.shrunk + s.stretched <= 12, "{s:?}");
+        assert!(
+            r.missing() <= 12,
+            "{} concealed: {}",
+            r.missing(),
             r.trace()
         );
     }
