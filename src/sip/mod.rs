@@ -5,6 +5,7 @@
 
 pub mod dialog;
 pub mod endpoint;
+pub mod media_control;
 pub mod message;
 pub mod sdp;
 pub mod service;
