@@ -6,6 +6,7 @@ pub mod admission;
 pub mod media;
 pub mod pin_phase;
 pub mod record;
+pub mod speaker;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
