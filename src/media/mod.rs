@@ -26,6 +26,7 @@ pub mod mixer;
 pub mod resample;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 
 #[cfg(test)]
 pub(crate) mod test_signal;
