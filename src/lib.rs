@@ -30,6 +30,7 @@ pub mod call;
 pub mod config;
 pub mod dialplan;
 pub mod gateway;
+pub mod h323;
 pub mod http;
 pub mod livekit;
 pub mod logging;
