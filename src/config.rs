@@ -81,6 +81,9 @@ pub struct SipConfig {
     pub rtp_port_max: u16,
     /// Audio codecs in order of preference (`opus`, `G722`, `PCMA`, `PCMU`).
     pub codecs: Vec<String>,
+    /// SDES-SRTP on the device side: `off`, `optional` (SRTP when the caller offers a usable
+    /// key) or `required` (plain RTP offers get 488).
+    pub srtp: crate::sip::sdp::SrtpPolicy,
     /// Session refresh interval offered (RFC 4028 Session-Expires).
     #[serde(with = "humantime_serde")]
     pub session_expires: Duration,
@@ -104,6 +107,7 @@ impl Default for SipConfig {
             rtp_port_min: 10000,
             rtp_port_max: 20000,
             codecs: vec!["opus".into(), "G722".into(), "PCMA".into(), "PCMU".into()],
+            srtp: crate::sip::sdp::SrtpPolicy::default(),
             session_expires: Duration::from_secs(1800),
             max_call_duration: Duration::from_secs(4 * 3600),
             media_timeout: Duration::from_secs(30),

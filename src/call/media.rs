@@ -21,7 +21,8 @@ use crate::media::mixer::Mixer;
 use crate::media::rtp::stats::NtpClock;
 use crate::media::rtp::Ssrc;
 use crate::media::session::{RtpSession, SessionConfig, SessionEvent};
-use crate::sip::sdp::Negotiated;
+use crate::media::srtp::{SrtpSession, SrtpStats, SrtpSuite};
+use crate::sip::sdp::{Negotiated, SrtpKeys};
 
 /// Frame duration of the bridge.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -118,6 +119,9 @@ pub struct CallMedia {
     pub frames_to_device: u64,
     /// Room frames that could not be decoded (unknown codec, garbage).
     pub room_frames_dropped: u64,
+    /// SDES-SRTP on the device side, when negotiated.
+    srtp: Option<SrtpSession>,
+    srtp_keys: Option<SrtpKeys>,
 }
 
 /// Why the bridge cannot be set up.
@@ -129,6 +133,9 @@ pub enum MediaError {
     /// A codec failed to start.
     #[error("codec: {0}")]
     Init(#[from] crate::media::codec::CodecError),
+    /// The SRTP keys could not be installed.
+    #[error("{0}")]
+    Srtp(#[from] crate::media::srtp::SrtpError),
     /// The mixer refused the rate.
     #[error("mixer: {0}")]
     Mixer(#[from] crate::media::mixer::MixerError),
@@ -190,6 +197,12 @@ impl CallMedia {
             out: vec![0; 1500],
             frames_to_device: 0,
             room_frames_dropped: 0,
+            srtp: n
+                .srtp
+                .as_ref()
+                .map(|k| SrtpSession::new(&k.local, &k.remote))
+                .transpose()?,
+            srtp_keys: n.srtp.clone(),
         })
     }
 
@@ -220,6 +233,11 @@ impl CallMedia {
         }
     }
 
+    /// The SRTP suite and counters of the device side, when it is encrypted.
+    pub fn srtp(&self) -> Option<(SrtpSuite, SrtpStats)> {
+        self.srtp.as_ref().map(|s| (s.suite(), s.stats()))
+    }
+
     /// The room mix's counters (late and dropped room frames).
     pub fn mixer_stats(&self) -> crate::media::mixer::MixerStats {
         self.mixer.stats()
@@ -236,7 +254,27 @@ impl CallMedia {
     /// A datagram on the call's RTP port (RTP or, with rtcp-mux, RTCP).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Vec<ToRoom> {
         let mut out = Vec::new();
-        if data.len() >= 2 && (200..=206).contains(&data[1]) {
+        let is_rtcp = data.len() >= 2 && (200..=206).contains(&data[1]);
+        // SRTP: only authenticated packets go on (failures are counted by the session).
+        let clear;
+        let data = match self.srtp.as_mut() {
+            Some(s) => {
+                let r = if is_rtcp {
+                    s.unprotect_rtcp(data)
+                } else {
+                    s.unprotect_rtp(data)
+                };
+                match r {
+                    Ok(c) => {
+                        clear = c;
+                        &clear[..]
+                    }
+                    Err(_) => return out,
+                }
+            }
+            None => data,
+        };
+        if is_rtcp {
             let _ = self.session.handle_rtcp(now, from, data);
             return out;
         }
@@ -536,11 +574,43 @@ impl CallMedia {
         while let Some(t) = self.session.poll_transmit() {
             out.push((t.destination, t.payload));
         }
+        if let Some(s) = self.srtp.as_mut() {
+            out = out
+                .into_iter()
+                .filter_map(|(dest, pkt)| {
+                    let rtcp = pkt.len() >= 2 && (200..=206).contains(&pkt[1]);
+                    let protected = if rtcp {
+                        s.protect_rtcp(&pkt)
+                    } else {
+                        s.protect_rtp(&pkt)
+                    };
+                    protected.ok().map(|p| (dest, p))
+                })
+                .collect();
+        }
         (out, to_room)
     }
 
     /// The media description changed (re-INVITE): new address, maybe hold.
     pub fn renegotiated(&mut self, n: &Negotiated, now: Instant, media_timeout: Duration) {
+        if n.srtp != self.srtp_keys {
+            // New keys (RFC 4568 §7.1.4): new contexts; a failure leaves the old ones.
+            match n
+                .srtp
+                .as_ref()
+                .map(|k| SrtpSession::new(&k.local, &k.remote))
+            {
+                Some(Ok(s)) => {
+                    self.srtp = Some(s);
+                    self.srtp_keys = n.srtp.clone();
+                }
+                None => {
+                    self.srtp = None;
+                    self.srtp_keys = None;
+                }
+                Some(Err(e)) => tracing::warn!("SRTP rekey failed: {e}"),
+            }
+        }
         self.session.relatch(n.remote_rtp, n.remote_rtcp);
         let on_hold = !n.direction.receives();
         self.session

@@ -22,6 +22,10 @@ pub struct CallRecord {
     pub codec: String,
     /// Codec the caller's audio is published with in the room (`PCMU`/`PCMA`: unchanged).
     pub published_codec: String,
+    /// The SDES-SRTP suite of the device's media, when encrypted (keys are never recorded).
+    pub srtp: Option<String>,
+    /// Device packets dropped because they failed SRTP authentication (or were replayed).
+    pub srtp_rejected: u64,
     /// Start (unix ms).
     pub start_ms: u64,
     /// End (unix ms).
@@ -83,6 +87,8 @@ impl CallRecord {
                 .map(|n| n.codec.name.clone())
                 .unwrap_or_default(),
             published_codec: String::new(),
+            srtp: None,
+            srtp_rejected: 0,
             start_ms: ms(now),
             end_ms: 0,
             end_cause: String::new(),
@@ -109,6 +115,10 @@ impl CallRecord {
     pub fn observe(&mut self, m: &CallMedia) {
         self.frames_to_device = m.frames_to_device;
         self.published_codec = m.published_codec().to_string();
+        if let Some((suite, st)) = m.srtp() {
+            self.srtp = Some(suite.sdp_name().to_string());
+            self.srtp_rejected = st.auth_failures + st.replays;
+        }
         let st = m.session().receiver_stats();
         self.rtp_lost = st.cumulative_lost();
         self.jitter_ms = st.jitter_duration().as_secs_f64() * 1000.0;

@@ -1,15 +1,15 @@
 //! SDES-SRTP for the SIP leg (RFC 4568 key exchange in SDP, RFC 3711 SRTP/SRTCP, RFC 7714
 //! AES-GCM), sans-IO: parse and write `a=crypto`, make keys, protect and unprotect packets.
 //!
-//! The ciphers are `rtc-srtp`'s (the sans-IO SRTP of webrtc-rs). Master keys never appear in
+//! The ciphers are `webrtc-srtp`'s (webrtc-rs), used without its I/O parts. Master keys never appear in
 //! logs: [`MasterKey`] prints as `MasterKey(<redacted>)`.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use rand::RngCore as _;
-use rtc_srtp::context::Context;
-use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
-use rtc_srtp::protection_profile::ProtectionProfile;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
+use webrtc_srtp::protection_profile::ProtectionProfile;
 
 /// Packets remembered by the replay check (RFC 3711 §3.3.2 asks for at least 64).
 const REPLAY_WINDOW: usize = 128;
@@ -325,7 +325,7 @@ impl SrtpSession {
 
     /// Checks and decrypts an SRTP packet; failures are counted.
     pub fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<Vec<u8>, SrtpError> {
-        // rtc-srtp indexes without checking lengths: only well-formed packets reach it.
+        // webrtc-srtp indexes without checking lengths: only well-formed packets reach it.
         let fits = rtp_header_len(srtp).is_some_and(|h| srtp.len() >= h + self.suite.rtp_trailer());
         let r = if fits {
             self.rx
@@ -340,7 +340,7 @@ impl SrtpSession {
 
     /// Checks and decrypts an SRTCP packet; failures are counted.
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
-        // rtc-srtp returns packets whose E flag is clear without checking their tag; SRTCP is
+        // webrtc-srtp returns packets whose E flag is clear without checking their tag; SRTCP is
         // always encrypted here (no UNENCRYPTED_SRTCP), so such packets are forgeries.
         let trailer = self.suite.rtcp_trailer();
         let encrypted = srtcp

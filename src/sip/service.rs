@@ -94,8 +94,9 @@ impl SipFront {
                 local.ip()
             }
         });
-        let policy = MediaPolicy::from_names(&cfg.codecs)
+        let mut policy = MediaPolicy::from_names(&cfg.codecs)
             .map_err(|e| std::io::Error::other(format!("sip.codecs: unknown codec {}", e.0)))?;
+        policy.srtp = cfg.srtp;
         let (from_calls_tx, from_calls) = mpsc::unbounded_channel();
         info!(%local, %advertised, "SIP listening (UDP)");
         Ok(Self {

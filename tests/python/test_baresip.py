@@ -48,9 +48,12 @@ def write_tone(path: Path, rate: int, channels: int, freq: float, seconds: float
         w.writeframes(x.tobytes())
 
 
-def baresip_config(d: Path, sip_port: int, ctrl_port: int, wav: Path, codec: str) -> None:
+def baresip_config(
+    d: Path, sip_port: int, ctrl_port: int, wav: Path, codec: str, mediaenc: str | None = None
+) -> None:
+    """baresip's config and account; `mediaenc` (e.g. `srtp-mand`) loads the srtp module."""
     (d / "rec").mkdir(parents=True, exist_ok=True)
-    mods = ["g711", "g722", "opus", "alsa", "aufile", "sndfile", "cons"]
+    mods = ["g711", "g722", "opus", "alsa", "aufile", "sndfile", "cons"] + (["srtp"] if mediaenc else [])
     lines = [
         "poll_method epoll",
         f"sip_listen {CLIENT_IP}:{sip_port}",
@@ -75,7 +78,9 @@ def baresip_config(d: Path, sip_port: int, ctrl_port: int, wav: Path, codec: str
     ]
     (d / "config").write_text("\n".join(lines) + "\n")
     (d / "accounts").write_text(
-        f"<sip:caller@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec}\n"
+        f"<sip:caller@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec}"
+        + (f";mediaenc={mediaenc}" if mediaenc else "")
+        + "\n"
     )
     (d / "contacts").write_text("")
 

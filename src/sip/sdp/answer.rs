@@ -4,11 +4,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::codec::{RtpCodec, TELEPHONE_EVENT, TELEPHONE_EVENT_FMTP};
-use super::description::{MediaDescription, MediaKind, SessionDescription};
-use super::negotiated::{Negotiated, NegotiationError, Reject};
-use super::policy::{CodecOrder, LocalMedia, MediaPolicy};
+use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
+use super::negotiated::{Negotiated, NegotiationError, Reject, SrtpKeys};
+use super::policy::{CodecOrder, LocalMedia, MediaPolicy, SrtpPolicy};
 use super::session::LocalSdp;
 use super::Direction;
+use crate::media::srtp::{choose_offered, CryptoAttribute};
 
 /// An accepted offer: the answer to send and what it sets up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub fn answer(
     let agent = warn_agent(local.address());
     let reject = |error| Reject::new(error, &agent);
 
-    let (index, pt, offered, ours) = choose_stream(offer, policy).map_err(reject)?;
+    let (index, pt, offered, ours, remote_key) = choose_stream(offer, policy).map_err(reject)?;
     let media = &offer.media[index];
     let connection = offer
         .connection_of(media)
@@ -81,6 +82,13 @@ pub fn answer(
         direction,
         policy.ptime,
     );
+    // SDES: our own key, same suite and tag as the line we accept (RFC 4568 §7.1.1).
+    let mut negotiated = negotiated;
+    negotiated.srtp = remote_key.map(|remote| SrtpKeys {
+        local: CryptoAttribute::generate(remote.tag, remote.suite),
+        remote,
+    });
+    let crypto = negotiated.srtp.as_ref().map(|k| k.local.to_sdp());
 
     let address = local.address_for(Some(remote_ip));
     let mut body = session_skeleton(address);
@@ -95,6 +103,7 @@ pub fn answer(
                 ptime: policy.ptime,
                 direction,
                 rtcp_mux,
+                crypto: crypto.clone(),
             };
             body.medias.push(audio.build());
         } else {
@@ -107,31 +116,50 @@ pub fn answer(
     })
 }
 
-/// Picks the audio m-line and codec: (m-line index, payload type, the offered description,
-/// ours).
+/// What [`choose_stream`] picked: m-line index, payload type, the offered codec, ours, and the
+/// peer's SDES key line when the stream is to be SRTP.
+type Chosen<'p> = (usize, u8, RtpCodec, &'p RtpCodec, Option<CryptoAttribute>);
+
+/// Picks the audio m-line, codec and transport. `RTP/SAVP(F)` lines need a usable `a=crypto`
+/// and a policy other than off; `RTP/AVP(F)` lines with a usable `a=crypto` ("best effort"
+/// SDES) become SRTP unless the policy is off; plain lines are refused when SRTP is required.
 fn choose_stream<'p>(
     offer: &SessionDescription,
     policy: &'p MediaPolicy,
-) -> Result<(usize, u8, RtpCodec, &'p RtpCodec), NegotiationError> {
+) -> Result<Chosen<'p>, NegotiationError> {
     let mut other_transport = None;
-    let mut plain_audio = false;
+    let mut usable_transport = false;
+    let mut srtp_refusal = None;
     for (i, m) in offer.media.iter().enumerate() {
         if m.kind != MediaKind::Audio || m.port == 0 {
             continue;
         }
-        if !m.proto.is_plain_rtp() {
+        let secure = matches!(m.proto, Proto::RtpSavp | Proto::RtpSavpf);
+        if !secure && !m.proto.is_plain_rtp() {
             other_transport.get_or_insert_with(|| m.proto_text.clone());
             continue;
         }
-        plain_audio = true;
+        let key = (policy.srtp != SrtpPolicy::Off)
+            .then(|| choose_offered(&m.crypto).ok())
+            .flatten();
+        if key.is_none() && (secure || policy.srtp == SrtpPolicy::Required) {
+            srtp_refusal.get_or_insert(if policy.srtp == SrtpPolicy::Off {
+                NegotiationError::SrtpDisabled
+            } else {
+                NegotiationError::SrtpRequired
+            });
+            continue;
+        }
+        usable_transport = true;
         if let Some((pt, offered, ours)) = choose_codec(m, policy) {
-            return Ok((i, pt, offered, ours));
+            return Ok((i, pt, offered, ours, key));
         }
     }
-    Err(match other_transport {
-        _ if plain_audio => NegotiationError::NoCommonCodec,
-        Some(proto) => NegotiationError::IncompatibleTransport(proto),
-        None => NegotiationError::NoAudio,
+    Err(match (srtp_refusal, other_transport) {
+        _ if usable_transport => NegotiationError::NoCommonCodec,
+        (Some(e), _) => e,
+        (None, Some(proto)) => NegotiationError::IncompatibleTransport(proto),
+        (None, None) => NegotiationError::NoAudio,
     })
 }
 
@@ -199,6 +227,7 @@ pub(super) fn negotiated(
         rtcp_mux,
         direction,
         opus,
+        srtp: None,
     }
 }
 
@@ -238,6 +267,8 @@ pub(super) struct AudioLine<'a> {
     pub ptime: Option<u32>,
     pub direction: Direction,
     pub rtcp_mux: bool,
+    /// Our `a=crypto` value (SDES-SRTP).
+    pub crypto: Option<String>,
 }
 
 impl AudioLine<'_> {
@@ -272,6 +303,9 @@ impl AudioLine<'_> {
         }
         if self.rtcp_mux {
             m.add_attribute(sdp_types::Attribute::new("rtcp-mux"));
+        }
+        if let Some(crypto) = self.crypto {
+            m.add_attribute_with_value("crypto", crypto);
         }
         m.add_attribute(sdp_types::Attribute::new(self.direction.as_str()));
         m

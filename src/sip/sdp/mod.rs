@@ -30,9 +30,9 @@ pub use codec::{
 pub use description::{
     Connection, Direction, MediaDescription, MediaKind, Proto, RtcpAttribute, SessionDescription,
 };
-pub use negotiated::{Negotiated, NegotiationError, Reject};
+pub use negotiated::{Negotiated, NegotiationError, Reject, SrtpKeys};
 pub use offer::{accept_answer, offer, reoffer};
-pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, UnknownCodec};
+pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, SrtpPolicy, UnknownCodec};
 pub use session::{LocalSdp, SdpSession};
 pub use video::{
     answer_video, bandwidth_kbps, choose_h264, h264_formats, rtcp_feedback, H264Format,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::codec::{OpusParams, RtpCodec};
 use super::description::Direction;
+use crate::media::srtp::CryptoAttribute;
 
 /// What the media layer needs to run the audio stream of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,17 @@ pub struct Negotiated {
     pub direction: Direction,
     /// The peer's Opus parameters when the codec is Opus (RFC 7587 §6.1).
     pub opus: Option<OpusParams>,
+    /// SDES-SRTP keys when the stream is encrypted.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// The two `a=crypto` lines of an SDES exchange: ours (what we send with) and the peer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// Our line (our key, the chosen suite and tag).
+    pub local: CryptoAttribute,
+    /// The peer's line.
+    pub remote: CryptoAttribute,
 }
 
 /// Why an offer or an answer cannot be used.
@@ -47,6 +59,12 @@ pub enum NegotiationError {
     /// Audio is offered, but none of its codecs is in our policy.
     #[error("no audio codec in common")]
     NoCommonCodec,
+    /// Plain RTP offered where the route requires SRTP (or SRTP without a usable key).
+    #[error("SRTP is required: no usable a=crypto line")]
+    SrtpRequired,
+    /// SRTP offered where the route does not allow it.
+    #[error("SRTP is disabled here")]
+    SrtpDisabled,
     /// The audio stream has no `c=` line, neither its own nor the session's.
     #[error("the audio stream has no connection address")]
     NoConnection,
@@ -85,9 +103,9 @@ impl NegotiationError {
             NegotiationError::NoAudio | NegotiationError::AudioRejected => {
                 Some((304, "Media type not available"))
             }
-            NegotiationError::IncompatibleTransport(_) => {
-                Some((302, "Incompatible transport protocol"))
-            }
+            NegotiationError::IncompatibleTransport(_)
+            | NegotiationError::SrtpRequired
+            | NegotiationError::SrtpDisabled => Some((302, "Incompatible transport protocol")),
             NegotiationError::NoCommonCodec | NegotiationError::UnofferedCodec(_) => {
                 Some((305, "Incompatible media format"))
             }

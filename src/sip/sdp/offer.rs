@@ -5,10 +5,11 @@ use std::net::IpAddr;
 
 use super::answer::{negotiated, rejected, session_skeleton, AudioLine};
 use super::codec::RtpCodec;
-use super::description::{MediaDescription, MediaKind, SessionDescription};
-use super::negotiated::{Negotiated, NegotiationError};
-use super::policy::{LocalMedia, MediaPolicy};
+use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
+use super::negotiated::{Negotiated, NegotiationError, SrtpKeys};
+use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
 use super::session::LocalSdp;
+use crate::media::srtp::{CryptoAttribute, SrtpSuite};
 
 /// The first dynamic payload type (RFC 3551 §3).
 const FIRST_DYNAMIC_PT: u8 = 96;
@@ -50,15 +51,19 @@ pub fn offer(policy: &MediaPolicy, local: &LocalMedia) -> LocalSdp {
     }
     let address = local.address();
     let mut body = session_skeleton(address);
+    // SRTP required: RTP/SAVP with our preferred suite (one key, tag 1); otherwise plain RTP,
+    // which every device answers (optional SRTP applies to what callers offer).
+    let required = policy.srtp == SrtpPolicy::Required;
     let audio = AudioLine {
         media: "audio",
         port: local.rtp_port(),
-        proto: "RTP/AVP",
+        proto: if required { "RTP/SAVP" } else { "RTP/AVP" },
         codecs,
         dtmf_pts,
         ptime: policy.ptime,
         direction: local.direction(),
         rtcp_mux: policy.rtcp_mux,
+        crypto: required.then(|| CryptoAttribute::generate(1, SrtpSuite::ALL[1]).to_sdp()),
     };
     body.medias.push(audio.build());
     LocalSdp::new(body, address)
@@ -99,6 +104,8 @@ pub fn reoffer(
                 ptime: policy.ptime,
                 direction: local.direction(),
                 rtcp_mux: current.rtcp_mux,
+                // The same key as before: a hold or refresh does not rekey.
+                crypto: current.srtp.as_ref().map(|k| k.local.to_sdp()),
             };
             body.medias.push(audio.build());
         } else {
@@ -124,7 +131,11 @@ pub fn accept_answer(
     let index = offer
         .media
         .iter()
-        .position(|m| m.kind == MediaKind::Audio && m.port != 0 && m.proto.is_plain_rtp())
+        .position(|m| {
+            m.kind == MediaKind::Audio
+                && m.port != 0
+                && (m.proto.is_plain_rtp() || matches!(m.proto, Proto::RtpSavp | Proto::RtpSavpf))
+        })
         .ok_or(NegotiationError::NoAudio)?;
     let ours = &offer.media[index];
     let theirs = &answer.media[index];
@@ -145,9 +156,39 @@ pub fn accept_answer(
         .direction_of(ours)
         .intersect(answer.direction_of(theirs).reversed());
     let rtcp_mux = ours.rtcp_mux && theirs.rtcp_mux;
-    Ok(negotiated(
+    let srtp = answered_keys(ours, theirs)?;
+    let mut n = negotiated(
         index, pt, codec, dtmf_pt, remote_ip, theirs, rtcp_mux, direction, ours.ptime,
-    ))
+    );
+    n.srtp = srtp;
+    Ok(n)
+}
+
+/// The SDES keys of an answer to our offer: its `a=crypto` paired by tag with ours. An SRTP
+/// offer answered without a usable key fails.
+fn answered_keys(
+    ours: &MediaDescription,
+    theirs: &MediaDescription,
+) -> Result<Option<SrtpKeys>, NegotiationError> {
+    let secure = matches!(ours.proto, Proto::RtpSavp | Proto::RtpSavpf);
+    let remote = theirs
+        .crypto
+        .iter()
+        .find_map(|c| CryptoAttribute::parse(c).ok());
+    let Some(remote) = remote else {
+        return if secure {
+            Err(NegotiationError::SrtpRequired)
+        } else {
+            Ok(None)
+        };
+    };
+    let local = ours
+        .crypto
+        .iter()
+        .filter_map(|c| CryptoAttribute::parse(c).ok())
+        .find(|c| c.tag == remote.tag && c.suite == remote.suite)
+        .ok_or(NegotiationError::SrtpRequired)?;
+    Ok(Some(SrtpKeys { local, remote }))
 }
 
 /// The first real codec of the answer, checked against our offer. The answer may leave out

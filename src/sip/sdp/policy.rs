@@ -31,6 +31,21 @@ pub struct MediaPolicy {
     /// Whether we accept RTP and RTCP on one port (RFC 5761) when the peer offers it, and
     /// offer it ourselves.
     pub rtcp_mux: bool,
+    /// SDES-SRTP (RFC 4568) on the audio stream.
+    pub srtp: SrtpPolicy,
+}
+
+/// Whether the SIP leg's media is encrypted with SDES-SRTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpPolicy {
+    /// Plain RTP only: `RTP/SAVP` offers are refused.
+    Off,
+    /// Whatever the caller offers: SRTP when it sends usable `a=crypto` lines, else RTP.
+    #[default]
+    Optional,
+    /// SRTP only: plain RTP offers are refused with 488.
+    Required,
 }
 
 impl Default for MediaPolicy {
@@ -57,6 +72,7 @@ impl MediaPolicy {
             telephone_event: true,
             ptime: Some(20),
             rtcp_mux: true,
+            srtp: SrtpPolicy::default(),
         })
     }
 

@@ -494,28 +494,63 @@ fn ptime_choices() {
 
 #[test]
 fn srtp_offers() {
+    use crate::media::srtp::SrtpSuite;
     let crypto =
         "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\n";
     let head = "v=0\no=- 1 1 IN IP4 198.51.100.70\ns=-\nc=IN IP4 198.51.100.70\nt=0 0\n";
-    // SAVP only: refused with 302 until SRTP exists.
-    let offer = format!("{head}m=audio 4000 RTP/SAVP 8 0\n{crypto}");
-    let rejected = answer(&parse(&offer), &MediaPolicy::default(), &local());
-    let r = rejected
-        .err()
-        .unwrap_or_else(|| panic!("SAVP-only offer accepted"));
-    assert_eq!(r.status, 488);
+    let with = |srtp| MediaPolicy {
+        srtp,
+        ..MediaPolicy::default()
+    };
+    let refused = |offer: &str, policy: &MediaPolicy| {
+        let r = answer(&parse(offer), policy, &local())
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {offer}"));
+        assert_eq!(r.status, 488);
+        assert_eq!(
+            r.warning.as_deref(),
+            Some("302 203.0.113.7 \"Incompatible transport protocol\"")
+        );
+    };
+    // SAVP with a key (optional, the default): SRTP, our own key with the same tag and suite.
+    let savp = format!("{head}m=audio 4000 RTP/SAVP 8 0\n{crypto}");
+    let (text, n) = answer_checked(&savp, &MediaPolicy::default(), &local());
+    let keys = n.srtp.expect("keys");
     assert_eq!(
-        r.warning.as_deref(),
-        Some("302 203.0.113.7 \"Incompatible transport protocol\"")
+        (keys.local.tag, keys.local.suite),
+        (1, SrtpSuite::AesCm128HmacSha1_80)
     );
-    // SAVP then AVP (capability fallback): the plain line is taken, the SAVP one gets port 0.
-    let offer = format!("{head}m=audio 4000 RTP/SAVP 8\n{crypto}m=audio 4002 RTP/AVP 8\n");
-    let (_, n) = answer_checked(&offer, &MediaPolicy::default(), &local());
-    assert_eq!((n.media_index, n.remote_rtp.port()), (1, 4002));
-    // Best-effort SRTP (a=crypto on RTP/AVP): answered as plain RTP without crypto.
-    let offer = format!("{head}m=audio 4000 RTP/AVP 8\n{crypto}");
-    let (text, _) = answer_checked(&offer, &MediaPolicy::default(), &local());
-    assert!(!text.contains("crypto"));
+    assert_ne!(keys.local.key, keys.remote.key, "our own key");
+    assert!(text.contains("m=audio 30000 RTP/SAVP 8\r\n"), "{text}");
+    assert!(
+        text.contains(&format!("a=crypto:{}\r\n", keys.local.to_sdp())),
+        "{text}"
+    );
+    // SAVP where SRTP is off; SAVP without a usable key; plain RTP where it is required.
+    refused(&savp, &with(SrtpPolicy::Off));
+    refused(
+        &format!("{head}m=audio 4000 RTP/SAVP 8\na=crypto:1 F8_128_HMAC_SHA1_80 inline:AAAA\n"),
+        &MediaPolicy::default(),
+    );
+    refused(
+        &format!("{head}m=audio 4000 RTP/AVP 8\n"),
+        &with(SrtpPolicy::Required),
+    );
+    // SAVP then AVP (capability fallback): SRTP when allowed, the plain line when off.
+    let both = format!("{head}m=audio 4000 RTP/SAVP 8\n{crypto}m=audio 4002 RTP/AVP 8\n");
+    let (_, n) = answer_checked(&both, &MediaPolicy::default(), &local());
+    assert_eq!(n.media_index, 0);
+    let (_, n) = answer_checked(&both, &with(SrtpPolicy::Off), &local());
+    assert_eq!(
+        (n.media_index, n.remote_rtp.port(), n.srtp),
+        (1, 4002, None)
+    );
+    // Best-effort SRTP (a=crypto on RTP/AVP): keyed unless off.
+    let best_effort = format!("{head}m=audio 4000 RTP/AVP 8\n{crypto}");
+    let (text, n) = answer_checked(&best_effort, &with(SrtpPolicy::Required), &local());
+    assert!(n.srtp.is_some() && text.contains("a=crypto:1 "), "{text}");
+    let (text, n) = answer_checked(&best_effort, &with(SrtpPolicy::Off), &local());
+    assert!(n.srtp.is_none() && !text.contains("crypto"), "{text}");
     // DTLS-SRTP (WebRTC-style) audio plus plain audio.
     let offer = format!("{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\nm=audio 4002 RTP/AVPF 0\n");
     let (text, n) = answer_checked(&offer, &MediaPolicy::default(), &local());
@@ -525,6 +560,39 @@ fn srtp_offers() {
         "{text}"
     );
     assert!(text.contains("m=audio 30000 RTP/AVPF 0\r\n"), "{text}");
+}
+
+/// Our SRTP-required offer (delayed offer) and the answer to it pair keys by tag; an answer
+/// without a key to an SRTP offer fails.
+#[test]
+fn srtp_offer_and_answer() {
+    let policy = MediaPolicy {
+        srtp: SrtpPolicy::Required,
+        ..MediaPolicy::default()
+    };
+    let ours = SdpSession::new(1).render(&offer(&policy, &local()));
+    assert!(
+        ours.contains("RTP/SAVP") && ours.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{ours}"
+    );
+    let peer = crate::media::srtp::CryptoAttribute::generate(
+        1,
+        crate::media::srtp::SrtpSuite::AesCm128HmacSha1_80,
+    );
+    let head = "v=0\no=- 1 1 IN IP4 198.51.100.70\ns=-\nc=IN IP4 198.51.100.70\nt=0 0\n";
+    let reply = format!(
+        "{head}m=audio 4000 RTP/SAVP 0\na=crypto:{}\n",
+        peer.to_sdp()
+    );
+    let n = accept_answer(&parse(&ours), &parse(&reply)).expect("accepted");
+    let keys = n.srtp.expect("keys");
+    assert_eq!(keys.remote, peer);
+    assert!(ours.contains(&keys.local.to_sdp()));
+    let plain = format!("{head}m=audio 4000 RTP/SAVP 0\n");
+    assert_eq!(
+        accept_answer(&parse(&ours), &parse(&plain)).err(),
+        Some(NegotiationError::SrtpRequired)
+    );
 }
 
 #[test]
