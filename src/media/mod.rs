@@ -14,6 +14,8 @@
 //! - [`dtmf`]: RFC 4733 telephone events and SIP INFO DTMF bodies.
 //! - [`resample`]: offline windowed-sinc rate conversion (prompts).
 //! - [`session`]: the per-stream RTP session (latching, timeouts, RTCP).
+//! - [`h264`]: H.264 remuxing without decoding: depacketizer, packetizer, SPS parser, and the
+//!   stream switcher that splices room sources into one stream toward a device.
 //!
 //! Policy on input: payloads come from the network and are untrusted. Parsers and decoders
 //! return errors on garbage and never panic; a panic in this module is a bug.
@@ -21,6 +23,7 @@
 pub mod codec;
 pub mod dtmf;
 pub mod dtmf_tone;
+pub mod h264;
 pub mod jitter;
 pub mod mixer;
 pub mod resample;
