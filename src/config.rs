@@ -84,6 +84,9 @@ pub struct SipConfig {
     /// SDES-SRTP on the device side: `off`, `optional` (SRTP when the caller offers a usable
     /// key) or `required` (plain RTP offers get 488).
     pub srtp: crate::sip::sdp::SrtpPolicy,
+    /// The most video we receive from a device, in kbit/s (our `b=AS`); 0 answers video
+    /// m-lines with port 0 (audio-only calls).
+    pub video_max_kbps: u32,
     /// Session refresh interval offered (RFC 4028 Session-Expires).
     #[serde(with = "humantime_serde")]
     pub session_expires: Duration,
@@ -108,6 +111,7 @@ impl Default for SipConfig {
             rtp_port_max: 20000,
             codecs: vec!["opus".into(), "G722".into(), "PCMA".into(), "PCMU".into()],
             srtp: crate::sip::sdp::SrtpPolicy::default(),
+            video_max_kbps: crate::sip::sdp::DEFAULT_VIDEO_KBPS,
             session_expires: Duration::from_secs(1800),
             max_call_duration: Duration::from_secs(4 * 3600),
             media_timeout: Duration::from_secs(30),

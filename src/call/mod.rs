@@ -7,6 +7,7 @@ pub mod media;
 pub mod pin_phase;
 pub mod record;
 pub mod speaker;
+pub mod video;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,6 +27,8 @@ use crate::sip::sdp::Negotiated;
 use media::{CallMedia, ToRoom};
 pub use pin_phase::{LookupFuture, PinSetup};
 use record::CallRecord;
+use str0m::media::KeyframeRequestKind;
+use video::{CallVideo, VideoOutput};
 
 /// Identifies a call inside the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +96,8 @@ pub enum ToCall {
     Media(Box<Negotiated>),
     /// A digit from SIP INFO (RFC 2976 with `application/dtmf-relay` or `application/dtmf`).
     Dtmf(char),
+    /// The device asked for a video keyframe with SIP INFO (RFC 5168).
+    FastUpdate,
 }
 
 /// Events to the protocol front.
@@ -102,6 +107,8 @@ pub enum FromCall {
     Answer(CallId),
     /// End the call with the device (send BYE, or a final error before answer).
     Hangup(CallId, HangupCause),
+    /// Ask the device for a video keyframe with SIP INFO (RFC 5168).
+    FastUpdate(CallId),
 }
 
 /// Everything a call needs to start.
@@ -120,6 +127,8 @@ pub struct CallSetup {
     pub negotiated: Option<Negotiated>,
     /// Our RTP socket for this call.
     pub rtp: UdpSocket,
+    /// Our RTP and RTCP sockets for the call's video, when video was offered.
+    pub video_rtp: Option<(UdpSocket, UdpSocket)>,
     /// LiveKit server URL (`ws://...`).
     pub livekit_url: String,
     /// Participant token for the room leg.
@@ -147,6 +156,8 @@ pub static DOWNLINK_TICK: SharedHistogram = SharedHistogram::new();
 
 /// The caller's published track id.
 const CALLER_TRACK: &str = "caller-audio";
+/// The device's published video track id.
+const VIDEO_TRACK: &str = "device-video";
 
 /// Runs a call to its end.
 pub async fn run(
@@ -187,6 +198,7 @@ async fn bridge(
     let mut deferred = Vec::new();
     let Joined {
         mut link,
+        sid: me,
         others,
         publish_codecs,
     } = match join_room(s, &room, &token, rx, &mut deferred).await {
@@ -212,7 +224,16 @@ async fn bridge(
     if let (Some(pin), Some(m), 0) = (s.pin.as_deref(), media.as_mut(), others) {
         pin_phase::play(m, Prompt::FirstParticipant, pin.language);
     }
+    let mut video = start_video(s, s.negotiated.as_ref(), &me);
+    for p in link.client().remote().values().cloned().collect::<Vec<_>>() {
+        if let Some(v) = video.as_mut() {
+            v.set_participant_video(Instant::now(), &p.sid, video_track(&p));
+        }
+    }
+    drain_video(s, &mut video, &mut link, tx);
     let mut buf = vec![0u8; 2048];
+    let mut vbuf = vec![0u8; 2048];
+    let mut cbuf = vec![0u8; 1500];
     let mut check = tokio::time::interval(Duration::from_secs(1));
     // Participant sid → its track sids, to stop mixing tracks that went away.
     let mut room_tracks: std::collections::HashMap<String, Vec<String>> =
@@ -224,7 +245,19 @@ async fn bridge(
             .as_ref()
             .map(|m| m.poll_timeout())
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let wake = video
+            .as_ref()
+            .and_then(|v| v.poll_timeout())
+            .map_or(wake, |t| t.min(wake));
         tokio::select! {
+            r = recv_video(s, &mut vbuf, &mut cbuf) => {
+                let Ok((n, from, rtcp)) = r else { continue };
+                let data = if rtcp { &cbuf[..n] } else { &vbuf[..n] };
+                if let Some(v) = video.as_mut() {
+                    v.handle_device_datagram(Instant::now(), from, data);
+                }
+                drain_video(s, &mut video, &mut link, tx);
+            }
             r = s.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(m) = media.as_mut() else { continue };
@@ -244,6 +277,12 @@ async fn bridge(
                 }
             }
             ev = link.next_event() => match ev {
+                Ok(ClientEvent::Media { track_sid, data }) if data.params.spec().codec == str0m::format::Codec::H264 => {
+                    if let Some(v) = video.as_mut() {
+                        v.handle_room_frame(Instant::now(), &track_sid, data.time.numer() as u32, &data.data);
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
+                }
                 Ok(ClientEvent::Media { track_sid, data }) => {
                     if let (Some(m), Some(codec)) = (media.as_mut(), room_codec(data.params.spec().codec)) {
                         let (seq, ts) = (**data.seq_range.start(), data.time.numer() as u32);
@@ -274,9 +313,32 @@ async fn bridge(
                             m.remove_track(t);
                         }
                     }
+                    if let Some(v) = video.as_mut() {
+                        let track = if gone { None } else { video_track(&p) };
+                        v.set_participant_video(Instant::now(), &p.sid, track);
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
                     if !gone {
                         room_tracks.insert(p.sid, now);
                     }
+                }
+                Ok(ClientEvent::Speakers(list)) => {
+                    if let Some(v) = video.as_mut() {
+                        v.speakers(Instant::now(), list.into_iter().map(|x| (x.sid, x.active)));
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
+                }
+                Ok(ClientEvent::Published { cid, .. }) if cid == VIDEO_TRACK => {
+                    if let Some(v) = video.as_mut() {
+                        v.published(Instant::now());
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
+                }
+                Ok(ClientEvent::KeyframeRequest { cid, .. }) if cid == VIDEO_TRACK => {
+                    if let Some(v) = video.as_mut() {
+                        v.room_wants_keyframe(Instant::now());
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
                 }
                 Ok(ClientEvent::Left(l)) => {
                     info!(call = s.id.0, reason = ?l.reason(), "the room ended our participation");
@@ -306,6 +368,10 @@ async fn bridge(
                     if let Some(m) = media.as_mut() {
                         m.remove_all_tracks();
                     }
+                    if let Some(v) = video.as_mut() {
+                        v.room_rejoined(Instant::now());
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
                 }
                 Ok(_) => {}
             },
@@ -320,7 +386,15 @@ async fn bridge(
                     return c;
                 }
                 Some(ToCall::Media(n)) => match media.as_mut() {
-                    Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
+                    Some(m) => {
+                        m.renegotiated(&n, Instant::now(), s.media_timeout);
+                        match (video.as_mut(), n.video.as_ref()) {
+                            (Some(v), Some(nv)) => v.renegotiated(nv),
+                            (None, Some(_)) => video = start_video(s, Some(&n), &me),
+                            (Some(_), None) => video = None,
+                            (None, None) => {}
+                        }
+                    }
                     None => {
                         media = start_media(s, &n, rec);
                         match media.as_mut() {
@@ -336,12 +410,28 @@ async fn bridge(
                     rec.digits_from_device += 1;
                     send_dtmf(&mut link, d);
                 }
+                Some(ToCall::FastUpdate) => {
+                    if let Some(v) = video.as_mut() {
+                        v.device_wants_keyframe(Instant::now());
+                    }
+                    drain_video(s, &mut video, &mut link, tx);
+                }
                 None => {
                     link.leave();
                     return HangupCause::Shutdown;
                 }
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                if let Some(v) = video.as_mut() {
+                    let now = Instant::now();
+                    if v.poll_timeout().is_some_and(|t| t <= now) {
+                        v.handle_timeout(now);
+                        drain_video(s, &mut video, &mut link, tx);
+                    }
+                    if let Some(v) = video.as_ref() {
+                        rec.observe_video(v);
+                    }
+                }
                 let Some(m) = media.as_mut() else { continue };
                 let t0 = Instant::now();
                 let (datagrams, evs) = m.handle_timeout(t0);
@@ -373,6 +463,124 @@ async fn bridge(
     }
 }
 
+/// Starts the video bridge when the device negotiated video and the front gave it a port.
+fn start_video(s: &CallSetup, n: Option<&Negotiated>, me: &str) -> Option<CallVideo> {
+    let nv = n?.video.as_ref()?;
+    s.video_rtp.as_ref()?;
+    match CallVideo::new(Instant::now(), nv, me) {
+        Ok(v) => {
+            info!(
+                call = s.id.0,
+                pt = nv.pt,
+                mode = nv.packetization_mode,
+                "video bridged"
+            );
+            Some(v)
+        }
+        Err(e) => {
+            warn!(call = s.id.0, "video not started: {e}");
+            None
+        }
+    }
+}
+
+/// Waits for a datagram on the video port (forever when the call has none).
+/// Returns the datagram's length, sender and which buffer holds it (`false`: `rtp_buf`).
+async fn recv_video(
+    s: &CallSetup,
+    rtp_buf: &mut [u8],
+    rtcp_buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr, bool)> {
+    match &s.video_rtp {
+        Some((rtp, rtcp)) => tokio::select! {
+            r = rtp.recv_from(rtp_buf) => r.map(|(n, a)| (n, a, false)),
+            r = rtcp.recv_from(rtcp_buf) => r.map(|(n, a)| (n, a, true)),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The video track of a participant that the device may be shown: a camera (else any) video
+/// track that is not muted and, when its codec is known, H.264.
+fn video_track(p: &proto::ParticipantInfo) -> Option<&str> {
+    let usable = |t: &&proto::TrackInfo| {
+        t.r#type == proto::TrackType::Video as i32
+            && !t.muted
+            && (t.mime_type.is_empty() || t.mime_type.eq_ignore_ascii_case("video/h264"))
+    };
+    let camera = p
+        .tracks
+        .iter()
+        .filter(usable)
+        .find(|t| t.source == proto::TrackSource::Camera as i32);
+    camera
+        .or_else(|| p.tracks.iter().find(usable))
+        .map(|t| t.sid.as_str())
+}
+
+/// Carries out what the video bridge asks for.
+fn drain_video(
+    s: &CallSetup,
+    video: &mut Option<CallVideo>,
+    link: &mut RoomLink,
+    tx: &mpsc::UnboundedSender<FromCall>,
+) {
+    let (Some(v), Some((rtp, rtcp))) = (video.as_mut(), s.video_rtp.as_ref()) else {
+        return;
+    };
+    let mut wrote = false;
+    while let Some(out) = v.poll_output() {
+        match out {
+            VideoOutput::ToDevice(dest, pkt) => {
+                let _ = rtp.try_send_to(&pkt, dest);
+            }
+            VideoOutput::ToDeviceRtcp(dest, pkt) => {
+                let sock = if v.rtcp_mux() { rtp } else { rtcp };
+                let _ = sock.try_send_to(&pkt, dest);
+            }
+            VideoOutput::Publish { width, height } => {
+                info!(
+                    call = s.id.0,
+                    width, height, "publishing the device's video"
+                );
+                link.client().publish_video(
+                    VIDEO_TRACK,
+                    &s.caller,
+                    proto::TrackSource::Camera,
+                    width,
+                    height,
+                );
+                wrote = true;
+            }
+            VideoOutput::RoomFrame { time, data } => {
+                let t = MediaTime::new(u64::from(time), Frequency::NINETY_KHZ);
+                if let Err(e) = link
+                    .client()
+                    .write(VIDEO_TRACK, "h264", Instant::now(), t, data)
+                {
+                    debug!(call = s.id.0, "video frame not written: {e}");
+                }
+                wrote = true;
+            }
+            VideoOutput::RoomKeyframe(track) => {
+                if let Err(e) = link
+                    .client()
+                    .request_keyframe(&track, KeyframeRequestKind::Pli)
+                {
+                    debug!(call = s.id.0, "keyframe request not sent: {e}");
+                }
+                wrote = true;
+            }
+            VideoOutput::DeviceFastUpdate => {
+                let _ = tx.send(FromCall::FastUpdate(s.id));
+            }
+        }
+    }
+    if wrote {
+        link.flush();
+    }
+}
+
 /// Starts the media bridge for a negotiated stream (the record notes the codec).
 fn start_media(s: &CallSetup, n: &Negotiated, rec: &mut CallRecord) -> Option<CallMedia> {
     let wall = SystemTime::now()
@@ -398,6 +606,8 @@ const REJOIN_ATTEMPTS: u32 = 3;
 /// A joined room leg.
 struct Joined {
     link: RoomLink,
+    /// Our participant sid.
+    sid: String,
     /// Participants already in the room.
     others: usize,
     /// What the room accepts for publishing (lowercase MIME types; empty: not said).
@@ -450,6 +660,7 @@ async fn join_room(
     let mut asked = false;
     let mut others = 0;
     let mut publish_codecs = Vec::new();
+    let mut me = String::new();
     loop {
         let ev = tokio::select! {
             ev = link.next_event() => ev,
@@ -475,11 +686,13 @@ async fn join_room(
         };
         match ev {
             Ok(ClientEvent::Joined {
+                sid,
                 others: o,
                 publish_codecs: c,
                 ..
             }) if !asked => {
                 asked = true;
+                me = sid;
                 others = o.len();
                 publish_codecs = c;
                 link.client().publish(
@@ -493,6 +706,7 @@ async fn join_room(
             Ok(ClientEvent::Published { .. }) => {
                 return Ok(Joined {
                     link,
+                    sid: me,
                     others,
                     publish_codecs,
                 })

@@ -177,6 +177,8 @@ pub async fn collect_pin(
                     Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
                     None => *media = Some(start(&n, rec)?),
                 },
+                // No video before the room is joined.
+                Some(ToCall::FastUpdate) => {}
                 Some(ToCall::Dtmf(d)) => {
                     rec.digits_from_device += 1;
                     if d != '#' || pin.hash_terminates {

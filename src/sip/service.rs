@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::dialog::{user_of, Dialog, DialogState, InDialog, OkTimer};
 use super::endpoint::ClientKey;
 use super::endpoint::{tag_of, Endpoint, Output, Peer, ServerKey, Transport};
+use super::media_control;
 use super::message::{Header, Message};
 use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
@@ -52,6 +53,8 @@ struct CallEntry {
 enum Purpose {
     Refresh(CallId),
     Bye,
+    /// An INFO asking the device for a keyframe (RFC 5168); its answer changes nothing.
+    FastUpdate,
 }
 
 /// The running front.
@@ -97,6 +100,7 @@ impl SipFront {
         let mut policy = MediaPolicy::from_names(&cfg.codecs)
             .map_err(|e| std::io::Error::other(format!("sip.codecs: unknown codec {}", e.0)))?;
         policy.srtp = cfg.srtp;
+        policy.video_kbps = (cfg.video_max_kbps > 0).then_some(cfg.video_max_kbps);
         let (from_calls_tx, from_calls) = mpsc::unbounded_channel();
         info!(%local, %advertised, "SIP listening (UDP)");
         Ok(Self {
@@ -341,8 +345,17 @@ impl SipFront {
         let Ok(rtp_local) = rtp.local_addr() else {
             return;
         };
+        // A second port for the main video stream, when one is offered and video is on.
+        let video_rtp = offer
+            .as_ref()
+            .filter(|o| self.policy.video_kbps.is_some() && sdp::answer_video(o, 1).is_some())
+            .and_then(|_| self.bind_rtp_pair());
+        let video_port = video_rtp
+            .as_ref()
+            .and_then(|(s, _)| s.local_addr().ok())
+            .map_or(0, |a| a.port());
         let local = match local_media(&self.cfg, self.advertised, rtp_local.port()) {
-            Ok(l) => l,
+            Ok(l) => l.with_video_port(video_port),
             Err(e) => {
                 error!("cannot advertise {}: {e}", self.advertised);
                 let r = response_to(&msg, 500, "Server Internal Error", &tag);
@@ -396,6 +409,7 @@ impl SipFront {
             callee: called.clone(),
             negotiated,
             rtp,
+            video_rtp,
             livekit_url: self.ctx.livekit_url.clone(),
             token,
             room_bind_ip: room_bind_ip(&self.ctx.livekit_url),
@@ -476,12 +490,17 @@ impl SipFront {
             }
             "INVITE" | "UPDATE" if !msg.body.is_empty() => {
                 // Re-offer: hold, resume or codec change (RFC 3264 §8).
-                let port = c.answer_sdp.lines().find_map(|l| {
-                    l.strip_prefix("m=audio ")
-                        .and_then(|r| r.split(' ').next())
-                        .and_then(|p| p.parse().ok())
-                });
-                let local = port.and_then(|p| local_media(&self.cfg, self.advertised, p).ok());
+                let port = |kind: &str| {
+                    c.answer_sdp.lines().find_map(|l| {
+                        l.strip_prefix(kind)
+                            .and_then(|r| r.split(' ').next())
+                            .and_then(|p| p.parse::<u16>().ok())
+                    })
+                };
+                let video_port = port("m=video ").unwrap_or(0);
+                let local = port("m=audio ")
+                    .and_then(|p| local_media(&self.cfg, self.advertised, p).ok())
+                    .map(|l| l.with_video_port(video_port));
                 let result = SessionDescription::parse(&msg.body)
                     .ok()
                     .zip(local)
@@ -517,6 +536,18 @@ impl SipFront {
                 // Session refresh without a new offer: answer with the current description.
                 let mut r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
                 refresh_timer(c, &msg, &mut r, self.cfg.session_expires);
+                self.ep.respond(&key, r);
+            }
+            "INFO"
+                if media_control::is_picture_fast_update(
+                    msg.header("Content-Type").unwrap_or_default(),
+                    &msg.body,
+                )
+                .is_ok() =>
+            {
+                // A keyframe request for the video we send (RFC 5168).
+                let _ = c.to_call.send(ToCall::FastUpdate);
+                let r = c.dialog.response(&msg, 200, "OK", None);
                 self.ep.respond(&key, r);
             }
             "INFO" if !msg.body.is_empty() => {
@@ -619,7 +650,29 @@ impl SipFront {
                 }
             }
             FromCall::Hangup(id, cause) => self.hangup(id, cause),
+            FromCall::FastUpdate(id) => self.send_fast_update(id),
         }
+    }
+
+    /// Asks the device for a video keyframe with SIP INFO (RFC 5168), for devices that do not
+    /// take RTCP PLI/FIR.
+    fn send_fast_update(&mut self, id: CallId) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.dialog.state != DialogState::Confirmed {
+            return;
+        }
+        let body = media_control::PICTURE_FAST_UPDATE.as_bytes().to_vec();
+        let info = c.dialog.request(
+            "INFO",
+            Vec::new(),
+            Some((media_control::CONTENT_TYPE, body)),
+        );
+        let peer = c.peer;
+        debug!(call = id.0, "asking the device for a keyframe (INFO)");
+        let key = self.ep.send_request(peer, info);
+        self.pending.insert(key, Purpose::FastUpdate);
     }
 
     /// Ends a call from our side: an error final response before answer, BYE after.
@@ -726,7 +779,7 @@ impl SipFront {
                     }
                 }
             }
-            Some(Purpose::Bye) | None => {}
+            Some(Purpose::Bye | Purpose::FastUpdate) | None => {}
         }
     }
 
@@ -779,6 +832,22 @@ impl SipFront {
             };
             self.hangup(id, cause);
         }
+    }
+
+    /// An RTP socket and the RTCP socket on the next port (for peers without rtcp-mux).
+    fn bind_rtp_pair(&mut self) -> Option<(UdpSocket, UdpSocket)> {
+        for _ in 0..8 {
+            let rtp = self.bind_rtp()?;
+            let Ok(addr) = rtp.local_addr() else { continue };
+            let rtcp_addr = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
+            let rtcp = std::net::UdpSocket::bind(rtcp_addr)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .and_then(UdpSocket::from_std);
+            if let Ok(rtcp) = rtcp {
+                return Some((rtp, rtcp));
+            }
+        }
+        None
     }
 
     fn bind_rtp(&mut self) -> Option<UdpSocket> {

@@ -140,6 +140,11 @@ impl AccessUnit {
         self.timestamp = timestamp;
     }
 
+    /// Sets the RTP timestamp (a picture sent again at another time).
+    pub fn set_timestamp(&mut self, timestamp: u32) {
+        self.timestamp = timestamp;
+    }
+
     /// Appends a whole NAL unit (header byte first, no start code).
     pub fn push_nal(&mut self, nal: &[u8]) {
         let start = self.data.len();

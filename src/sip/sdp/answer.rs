@@ -90,10 +90,14 @@ pub fn answer(
     });
     let crypto = negotiated.srtp.as_ref().map(|k| k.local.to_sdp());
 
+    let video = super::video::negotiate_video(offer, policy, local);
     let address = local.address_for(Some(remote_ip));
     let mut body = session_skeleton(address);
     for (i, m) in offer.media.iter().enumerate() {
-        if i == index {
+        if let Some((v, line)) = video.as_ref().filter(|(v, _)| v.media_index == i) {
+            negotiated.video = Some(v.clone());
+            body.medias.push(line.clone());
+        } else if i == index {
             let audio = AudioLine {
                 media: &m.media,
                 port: local.rtp_port(),
@@ -228,6 +232,7 @@ pub(super) fn negotiated(
         direction,
         opus,
         srtp: None,
+        video: None,
     }
 }
 

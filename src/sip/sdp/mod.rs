@@ -8,10 +8,10 @@
 //! - Both ends produce a [`Negotiated`] (what the media layer needs) and a [`LocalSdp`], which
 //!   an [`SdpSession`] (one per dialog) turns into text with a correct `o=` line.
 //!
-//! Only audio is negotiated so far; every other m-line is answered with port 0 (RFC 3264 §6),
-//! which keeps room systems that offer video and BFCP talking to us. [`answer_video`] decides
-//! what a video m-line's H.264 answer would be (format, fmtp, RTCP feedback, bandwidth); the
-//! answer uses it once the SIP leg carries video.
+//! Audio and the main H.264 video stream are negotiated ([`answer_video`] picks the format,
+//! fmtp, RTCP feedback and bandwidth); every other m-line (slides, BFCP, a second audio) is
+//! answered with port 0 (RFC 3264 §6), which keeps room systems that offer them talking to us.
+//! Our own offers (delayed offer, re-INVITEs) carry audio only.
 
 mod answer;
 mod codec;
@@ -30,9 +30,13 @@ pub use codec::{
 pub use description::{
     Connection, Direction, MediaDescription, MediaKind, Proto, RtcpAttribute, SessionDescription,
 };
-pub use negotiated::{Negotiated, NegotiationError, Reject, SrtpKeys};
+pub use negotiated::{
+    Negotiated, NegotiatedVideo, NegotiationError, Reject, SrtpKeys, VideoFeedback,
+};
 pub use offer::{accept_answer, offer, reoffer};
-pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, SrtpPolicy, UnknownCodec};
+pub use policy::{
+    AddressError, CodecOrder, LocalMedia, MediaPolicy, SrtpPolicy, UnknownCodec, DEFAULT_VIDEO_KBPS,
+};
 pub use session::{LocalSdp, SdpSession};
 pub use video::{
     answer_video, bandwidth_kbps, choose_h264, h264_formats, rtcp_feedback, H264Format,

@@ -36,6 +36,49 @@ pub struct Negotiated {
     pub opus: Option<OpusParams>,
     /// SDES-SRTP keys when the stream is encrypted.
     pub srtp: Option<SrtpKeys>,
+    /// The main video stream (H.264), when one was offered and accepted.
+    pub video: Option<NegotiatedVideo>,
+}
+
+/// What the media layer needs to run the main video stream of a call (H.264, RFC 6184).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedVideo {
+    /// Index of the video m-line in the offer (and the answer).
+    pub media_index: usize,
+    /// The H.264 payload type, the same both ways.
+    pub pt: u8,
+    /// `packetization-mode` (0 or 1).
+    pub packetization_mode: u8,
+    /// The peer's `profile-level-id` (what it decodes).
+    pub profile_level_id: super::ProfileLevelId,
+    /// Where to send RTP.
+    pub remote_rtp: SocketAddr,
+    /// Where to send RTCP.
+    pub remote_rtcp: SocketAddr,
+    /// Whether RTP and RTCP share the port.
+    pub rtcp_mux: bool,
+    /// Our direction for video.
+    pub direction: Direction,
+    /// RTCP feedback both sides agreed on.
+    pub feedback: VideoFeedback,
+    /// The bit rate the peer receives at most (its `b=TIAS`/`b=AS`, capped by ours), kbit/s.
+    pub max_kbps: u32,
+    /// SDES-SRTP keys when the stream is encrypted.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// Which keyframe requests and rate feedback the peer understands (`a=rtcp-fb`, RFC 4585,
+/// RFC 5104).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoFeedback {
+    /// `nack pli`.
+    pub pli: bool,
+    /// `ccm fir`.
+    pub fir: bool,
+    /// `nack`.
+    pub nack: bool,
+    /// `ccm tmmbr`.
+    pub tmmbr: bool,
 }
 
 /// The two `a=crypto` lines of an SDES exchange: ours (what we send with) and the peer's.

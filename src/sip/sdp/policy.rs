@@ -31,8 +31,11 @@ pub struct MediaPolicy {
     /// Whether we accept RTP and RTCP on one port (RFC 5761) when the peer offers it, and
     /// offer it ourselves.
     pub rtcp_mux: bool,
-    /// SDES-SRTP (RFC 4568) on the audio stream.
+    /// SDES-SRTP (RFC 4568) on the audio and video streams.
     pub srtp: SrtpPolicy,
+    /// The main video stream (H.264 remuxed): the most we receive, in kbit/s (`b=AS` of our
+    /// answer). `None`: video m-lines are answered with port 0.
+    pub video_kbps: Option<u32>,
 }
 
 /// Whether the SIP leg's media is encrypted with SDES-SRTP.
@@ -56,6 +59,9 @@ impl Default for MediaPolicy {
     }
 }
 
+/// The video bit rate we receive at most unless configured otherwise (720p30 H.264 fits).
+pub const DEFAULT_VIDEO_KBPS: u32 = 2500;
+
 impl MediaPolicy {
     /// A policy with the default settings and these codecs, by configuration name (see
     /// [`RtpCodec::well_known`]).
@@ -73,6 +79,7 @@ impl MediaPolicy {
             ptime: Some(20),
             rtcp_mux: true,
             srtp: SrtpPolicy::default(),
+            video_kbps: Some(DEFAULT_VIDEO_KBPS),
         })
     }
 
@@ -95,6 +102,7 @@ pub struct LocalMedia {
     address: IpAddr,
     alternate: Option<IpAddr>,
     rtp_port: u16,
+    video_port: Option<u16>,
     direction: Direction,
 }
 
@@ -120,6 +128,7 @@ impl LocalMedia {
             address,
             alternate: None,
             rtp_port,
+            video_port: None,
             direction: Direction::SendRecv,
         })
     }
@@ -131,6 +140,12 @@ impl LocalMedia {
         check_usable(address)?;
         self.alternate = Some(address);
         Ok(self)
+    }
+
+    /// Also receive video on `port` (a main video m-line is then answered).
+    pub fn with_video_port(mut self, port: u16) -> Self {
+        self.video_port = (port != 0).then_some(port);
+        self
     }
 
     /// The direction we want (default `sendrecv`); `sendonly` when we put the peer on hold.
@@ -160,6 +175,11 @@ impl LocalMedia {
     /// The RTP port we advertise.
     pub fn rtp_port(&self) -> u16 {
         self.rtp_port
+    }
+
+    /// The video RTP port we advertise, if we take video.
+    pub fn video_port(&self) -> Option<u16> {
+        self.video_port
     }
 
     /// The direction we want.

@@ -12,7 +12,12 @@
 //! - RTCP feedback: the subset of `nack`, `nack pli`, `ccm fir`, `ccm tmmbr` and `goog-remb` that
 //!   the offer lists for that payload type (or for `*`).
 
-use super::description::{MediaDescription, MediaKind, SessionDescription};
+use std::net::SocketAddr;
+
+use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
+use super::negotiated::{NegotiatedVideo, SrtpKeys, VideoFeedback};
+use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
+use crate::media::srtp::{choose_offered, CryptoAttribute};
 
 /// The feedback messages jonction handles on the SIP video leg.
 pub const RTCP_FEEDBACK: [&str; 5] = ["nack", "nack pli", "ccm fir", "ccm tmmbr", "goog-remb"];
@@ -239,6 +244,99 @@ pub fn answer_video(offer: &SessionDescription, max_kbps: u32) -> Option<VideoAn
     })
 }
 
+/// Negotiates the main video stream of `offer` for the answer: the stream's parameters and
+/// the m-line to write, or `None` when video stays off (disabled in `policy`, no video port in
+/// `local`, nothing forwardable offered, or the transport does not fit the SRTP policy: the
+/// m-line is then answered with port 0 and the call goes on with audio).
+pub(super) fn negotiate_video(
+    offer: &SessionDescription,
+    policy: &MediaPolicy,
+    local: &LocalMedia,
+) -> Option<(NegotiatedVideo, sdp_types::Media)> {
+    let (max_kbps, port) = (policy.video_kbps?, local.video_port()?);
+    let va = answer_video(offer, max_kbps)?;
+    let media = offer.media.get(va.index)?;
+    let secure = matches!(media.proto, Proto::RtpSavp | Proto::RtpSavpf);
+    let key = (policy.srtp != SrtpPolicy::Off)
+        .then(|| choose_offered(&media.crypto).ok())
+        .flatten();
+    if key.is_none() && (secure || policy.srtp == SrtpPolicy::Required) {
+        return None;
+    }
+    let remote_ip = offer.connection_of(media)?.ip?;
+    let direction = offer
+        .direction_of(media)
+        .reversed()
+        .intersect(local.direction());
+    let rtcp_mux = policy.rtcp_mux && media.rtcp_mux;
+    let remote_rtp = SocketAddr::new(remote_ip, media.port);
+    let remote_rtcp = match (rtcp_mux, media.rtcp) {
+        (true, _) => remote_rtp,
+        (false, Some(rtcp)) => SocketAddr::new(rtcp.ip.unwrap_or(remote_ip), rtcp.port),
+        (false, None) => {
+            SocketAddr::new(remote_ip, media.port.checked_add(1).unwrap_or(media.port))
+        }
+    };
+    let has = |fb: &str| {
+        va.rtcp_fb
+            .iter()
+            .any(|l| l.split_once(' ').is_some_and(|(_, v)| v == fb))
+    };
+    let feedback = VideoFeedback {
+        pli: has("nack pli"),
+        fir: has("ccm fir"),
+        nack: has("nack"),
+        tmmbr: has("ccm tmmbr"),
+    };
+    let srtp = key.map(|remote| SrtpKeys {
+        local: CryptoAttribute::generate(remote.tag, remote.suite),
+        remote,
+    });
+
+    let pt = va.format.pt;
+    let mut m = sdp_types::Media::new(
+        sdp_types::MediaType::Video,
+        port,
+        sdp_types::TransportProto::RtpAvp,
+        pt.to_string(),
+    );
+    m.media = media.media.clone();
+    m.proto = media.proto_text.clone();
+    m.bandwidths.push(sdp_types::Bandwidth {
+        bwtype: "AS".into(),
+        bandwidth: u64::from(va.bandwidth_kbps),
+    });
+    m.add_attribute_with_value("rtpmap", format!("{pt} H264/90000"));
+    m.add_attribute_with_value("fmtp", va.fmtp.clone());
+    for fb in &va.rtcp_fb {
+        m.add_attribute_with_value("rtcp-fb", fb.clone());
+    }
+    if rtcp_mux {
+        m.add_attribute(sdp_types::Attribute::new("rtcp-mux"));
+    }
+    if let Some(k) = &srtp {
+        m.add_attribute_with_value("crypto", k.local.to_sdp());
+    }
+    if let Some(c) = &va.content {
+        m.add_attribute_with_value("content", c.clone());
+    }
+    m.add_attribute(sdp_types::Attribute::new(direction.as_str()));
+    let negotiated = NegotiatedVideo {
+        media_index: va.index,
+        pt,
+        packetization_mode: va.format.packetization_mode,
+        profile_level_id: va.format.profile_level_id,
+        remote_rtp,
+        remote_rtcp,
+        rtcp_mux,
+        direction,
+        feedback,
+        max_kbps: va.bandwidth_kbps,
+        srtp,
+    };
+    Some((negotiated, m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +443,121 @@ mod tests {
         let a = answer_video(&o, 1000).expect("video");
         assert_eq!(a.format.profile_level_id, ProfileLevelId::DEFAULT);
         assert_eq!(a.fmtp, "96 packetization-mode=1;level-asymmetry-allowed=1");
+    }
+
+    fn answer_text(
+        offer: &SessionDescription,
+        policy: &MediaPolicy,
+    ) -> (super::super::Answer, String) {
+        let local = LocalMedia::new("203.0.113.5".parse().expect("ip"), 30000)
+            .expect("local")
+            .with_video_port(30002);
+        let a = super::super::answer(offer, policy, &local).expect("answer");
+        let text = super::super::SdpSession::new(1).render(&a.sdp);
+        (a, text)
+    }
+
+    const CISCO_LIKE: &str = "m=video 40002 RTP/AVP 97 126\r\nb=TIAS:1000000\r\n\
+        a=rtpmap:97 H264/90000\r\na=fmtp:97 profile-level-id=42801f;packetization-mode=0\r\n\
+        a=rtpmap:126 H264/90000\r\na=fmtp:126 profile-level-id=42801f;packetization-mode=1\r\n\
+        a=rtcp-fb:* ccm fir\r\na=rtcp-fb:* nack pli\r\na=content:main\r\na=sendrecv\r\n\
+        m=video 40004 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=content:slides\r\n";
+
+    #[test]
+    fn the_answer_carries_the_main_video_and_refuses_slides() {
+        let o = offer(CISCO_LIKE);
+        let (a, text) = answer_text(&o, &MediaPolicy::default());
+        let v = a.negotiated.video.expect("video negotiated");
+        assert_eq!((v.media_index, v.pt, v.packetization_mode), (1, 126, 1));
+        assert_eq!(v.remote_rtp, "192.0.2.9:40002".parse().expect("addr"));
+        assert_eq!(v.remote_rtcp, "192.0.2.9:40003".parse().expect("addr"));
+        assert!(v.feedback.pli && v.feedback.fir && !v.feedback.nack);
+        assert_eq!(v.max_kbps, 1000);
+        assert_eq!(v.direction, super::super::Direction::SendRecv);
+        assert!(
+            text.contains("m=video 30002 RTP/AVP 126\r\nb=AS:1000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=fmtp:126 profile-level-id=42801f;packetization-mode=1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=rtcp-fb:126 nack pli\r\na=rtcp-fb:126 ccm fir\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("a=content:main"), "{text}");
+        // The slides stream (BFCP content) is refused with port 0, in place.
+        assert!(text.contains("m=video 0 RTP/AVP 97\r\n"), "{text}");
+        assert_eq!(text.matches("m=").count(), 3, "{text}");
+    }
+
+    #[test]
+    fn video_off_or_unusable_leaves_an_audio_call() {
+        let o = offer(CISCO_LIKE);
+        let policy = MediaPolicy {
+            video_kbps: None,
+            ..MediaPolicy::default()
+        };
+        let (a, text) = answer_text(&o, &policy);
+        assert_eq!(a.negotiated.video, None);
+        assert!(
+            text.contains("m=video 0 RTP/AVP 97 126\r\n")
+                || text.contains("m=video 0 RTP/AVP 97\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("H264"), "{text}");
+        // SRTP required: plain video is refused, SRTP audio still works.
+        let key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n";
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+             m=audio 40000 RTP/SAVP 0\r\n{key}{CISCO_LIKE}"
+        );
+        let o = SessionDescription::parse(sdp.as_bytes()).expect("sdp");
+        let policy = MediaPolicy {
+            srtp: SrtpPolicy::Required,
+            ..MediaPolicy::default()
+        };
+        let (a, _) = answer_text(&o, &policy);
+        assert!(a.negotiated.srtp.is_some() && a.negotiated.video.is_none());
+        // Without a video port (none could be bound), the same.
+        let local = LocalMedia::new("203.0.113.5".parse().expect("ip"), 30000).expect("local");
+        let a = super::super::answer(&offer(CISCO_LIKE), &MediaPolicy::default(), &local)
+            .expect("answer");
+        assert_eq!(a.negotiated.video, None);
+    }
+
+    #[test]
+    fn srtp_video_gets_its_own_key_and_hold_is_mirrored() {
+        let key = "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n";
+        let video = format!(
+            "m=video 40002 RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\n\
+             a=fmtp:96 packetization-mode=1\r\n{key}a=sendonly\r\n"
+        );
+        let o = offer(&video);
+        let (a, text) = answer_text(&o, &MediaPolicy::default());
+        let v = a.negotiated.video.expect("video");
+        let k = v.srtp.expect("video SRTP keys");
+        assert_eq!(k.remote.tag, 2);
+        assert_eq!(k.local.tag, 2);
+        assert_ne!(k.local.to_sdp(), k.remote.to_sdp());
+        assert_eq!(v.direction, super::super::Direction::RecvOnly);
+        assert!(text.contains("m=video 30002 RTP/SAVP 96"), "{text}");
+        assert!(
+            text.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{text}"
+        );
+        // Our key only: the peer's never goes back.
+        assert!(
+            !text.contains("d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj"),
+            "{text}"
+        );
+        // SRTP off: an SRTP video line is refused, the call goes on with audio.
+        let policy = MediaPolicy {
+            srtp: SrtpPolicy::Off,
+            ..MediaPolicy::default()
+        };
+        let (a, _) = answer_text(&o, &policy);
+        assert_eq!(a.negotiated.video, None);
     }
 }
