@@ -227,6 +227,7 @@ async fn bridge(
     let mut video = start_video(s, s.negotiated.as_ref(), &me);
     for p in link.client().remote().values().cloned().collect::<Vec<_>>() {
         if let Some(v) = video.as_mut() {
+            debug!(call = s.id.0, participant = %p.sid, tracks = ?p.tracks, "participant at join");
             v.set_participant_video(Instant::now(), &p.sid, video_track(&p));
         }
     }

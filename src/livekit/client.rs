@@ -173,8 +173,8 @@ impl RoomClient {
     /// A client that has not joined yet; the join happens on the WebSocket, whose first message
     /// feeds [`RoomClient::handle_signal`].
     pub fn new(cfg: ClientConfig, now: Instant) -> Self {
-        let publisher = new_rtc(&cfg.publisher, now);
-        let subscriber = new_rtc(&cfg.subscriber, now);
+        let publisher = new_rtc(&cfg.publisher, now, false);
+        let subscriber = new_rtc(&cfg.subscriber, now, true);
         Self {
             pub_addrs: cfg.publisher,
             now,
@@ -765,14 +765,17 @@ impl RoomClient {
     }
 }
 
-fn new_rtc(candidates: &[SocketAddr], now: Instant) -> Rtc {
+/// A peer connection. The gateway only ever publishes H.264 video (it remuxes, never encodes),
+/// so the publisher offers nothing else and the server announces the track as `video/H264`;
+/// the subscriber also takes VP8, which the call ignores.
+fn new_rtc(candidates: &[SocketAddr], now: Instant, subscriber: bool) -> Rtc {
     let mut rtc = RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, false)
         .enable_pcmu(true, false)
         .enable_pcma(true, false)
-        .enable_vp8(true)
         .enable_h264(true)
+        .enable_vp8(subscriber)
         .build(now);
     for a in candidates {
         if let Ok(c) = Candidate::host(*a, "udp") {

@@ -98,6 +98,8 @@ pub struct StreamSwitcher {
     spare: Vec<Vec<u8>>,
     events: VecDeque<SwitcherEvent>,
     counters: SwitcherCounters,
+    /// A receiver's request that the rate limit held back: sent when allowed.
+    deferred: Option<Instant>,
 }
 
 /// The source being forwarded and its rewrite offsets.
@@ -158,6 +160,7 @@ impl StreamSwitcher {
             spare: Vec::new(),
             events: VecDeque::new(),
             counters: SwitcherCounters::default(),
+            deferred: None,
         }
     }
 
@@ -199,15 +202,19 @@ impl StreamSwitcher {
     }
 
     /// The receiver asked for a keyframe (its PLI/FIR): pass it on to the source it will
-    /// come from, rate limited.
+    /// come from, rate limited; a request held back by the limit goes out once allowed (several
+    /// held back make one).
     pub fn request_keyframe(&mut self, now: Instant) {
         if self.pending.is_some() {
             self.request_pending(now);
         } else if let Some(a) = self.active {
             if self.limiter.allow(now, a.ssrc) {
+                self.deferred = None;
                 self.counters.keyframe_requests += 1;
                 self.events
                     .push_back(SwitcherEvent::RequestKeyframe(a.ssrc));
+            } else {
+                self.deferred = Some(self.limiter.next_allowed(now, a.ssrc));
             }
         }
     }
@@ -231,6 +238,10 @@ impl StreamSwitcher {
 
     /// Time passed: repeat keyframe requests, let a ready source replace a silent one.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deferred.is_some_and(|t| t <= now) {
+            self.deferred = None;
+            self.request_keyframe(now);
+        }
         let Some(p) = &self.pending else {
             return;
         };
@@ -245,11 +256,17 @@ impl StreamSwitcher {
 
     /// When [`StreamSwitcher::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let p = self.pending.as_ref()?;
-        if p.ready {
-            return self.active.map(|a| a.last_at + self.cfg.stale_after);
+        let pending = self.pending.as_ref().and_then(|p| {
+            if p.ready {
+                self.active.map(|a| a.last_at + self.cfg.stale_after)
+            } else {
+                Some(p.next_request)
+            }
+        });
+        match (pending, self.deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        Some(p.next_request)
     }
 
     /// The next RTP packet to send.
@@ -506,5 +523,90 @@ impl Scan {
             nal_type::IDR => self.idr = true,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        RtpWriter::new(100, seq, ts, Ssrc(ssrc))
+            .marker(marker)
+            .write(payload, &mut out)
+            .expect("rtp");
+        out
+    }
+
+    /// A keyframe of `ssrc` as single NAL unit packets: SPS, PPS, IDR.
+    fn keyframe(s: &mut StreamSwitcher, now: Instant, ssrc: u32, seq: u16, ts: u32) {
+        for (i, nal) in [&[0x67u8, 1, 2][..], &[0x68, 3], &[0x65, 4, 5, 6]]
+            .iter()
+            .enumerate()
+        {
+            let p = packet(ssrc, seq + i as u16, ts, i == 2, nal);
+            s.handle_packet(now, &RtpPacket::parse(&p).expect("rtp"));
+        }
+    }
+
+    #[test]
+    fn switches_at_the_keyframe_and_defers_rate_limited_requests() {
+        let t0 = Instant::now();
+        let mut s = StreamSwitcher::new(SwitcherConfig::new(Ssrc(9), 96));
+        s.switch_to(t0, Ssrc(1));
+        assert_eq!(
+            s.poll_event(),
+            Some(SwitcherEvent::RequestKeyframe(Ssrc(1)))
+        );
+        // A predicted picture before the keyframe is dropped.
+        let p = packet(1, 10, 900, true, &[0x41, 9]);
+        s.handle_packet(t0, &RtpPacket::parse(&p).expect("rtp"));
+        assert_eq!(s.poll_packet(), None);
+        keyframe(&mut s, t0, 1, 11, 1800);
+        assert_eq!(
+            s.poll_event(),
+            Some(SwitcherEvent::Switched {
+                from: None,
+                to: Ssrc(1)
+            })
+        );
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_packet()).collect();
+        assert_eq!(out.len(), 3);
+        let first = RtpPacket::parse(&out[0]).expect("rtp");
+        assert_eq!((first.ssrc(), first.pt()), (Ssrc(9), 96));
+        assert_eq!(s.counters().dropped_before_keyframe, 1);
+
+        // The receiver asks 100 ms after the switch's request: held back, sent at 500 ms.
+        s.request_keyframe(t0 + Duration::from_millis(100));
+        assert_eq!(s.poll_event(), None);
+        let at = s.poll_timeout().expect("deferred request");
+        assert_eq!(at, t0 + Duration::from_millis(500));
+        s.request_keyframe(t0 + Duration::from_millis(200));
+        s.handle_timeout(at);
+        assert_eq!(
+            s.poll_event(),
+            Some(SwitcherEvent::RequestKeyframe(Ssrc(1)))
+        );
+        assert_eq!(s.poll_event(), None, "two held-back requests make one");
+        assert_eq!(s.poll_timeout(), None);
+
+        // Switching to another source: its packets wait for its keyframe, then numbering
+        // continues the old source's one by one.
+        s.switch_to(t0 + Duration::from_secs(1), Ssrc(2));
+        assert_eq!(
+            s.poll_event(),
+            Some(SwitcherEvent::RequestKeyframe(Ssrc(2)))
+        );
+        keyframe(&mut s, t0 + Duration::from_secs(1), 2, 500, 77_000);
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_packet()).collect();
+        assert_eq!(out.len(), 3);
+        let seqs: Vec<u16> = out
+            .iter()
+            .map(|d| RtpPacket::parse(d).expect("rtp").seq())
+            .collect();
+        let last_before = first.seq().wrapping_add(2);
+        assert_eq!(seqs, [last_before + 1, last_before + 2, last_before + 3]);
+        assert_eq!(s.counters().switches, 2);
     }
 }
