@@ -16,6 +16,7 @@ use crate::pin::entry::{LookupOutcome, PinConfig};
 use crate::pin::guard::{BruteForceGuard, GuardConfig, Verdict};
 use crate::pin::lookup::{LiveKitApi, LookupContext, PinDirectory, LOOKUP_TIMEOUT};
 use crate::prompt::Language;
+use crate::sip::sdp::SrtpPolicy;
 use crate::token::{Keys, TokenRequest};
 
 /// What to do with a call.
@@ -26,9 +27,16 @@ pub enum Decision {
         room: String,
         /// Room-leg token.
         token: String,
+        /// The route's SRTP policy for the device leg, if it sets one.
+        srtp: Option<SrtpPolicy>,
     },
     /// Answer, collect a PIN, then join the room it opens.
-    Pin(Box<PinSetup>),
+    Pin {
+        /// The PIN phase.
+        setup: Box<PinSetup>,
+        /// The route's SRTP policy for the device leg, if it sets one.
+        srtp: Option<SrtpPolicy>,
+    },
     /// Refuse the call.
     Refuse {
         /// SIP status.
@@ -119,21 +127,28 @@ impl Admission {
                     Some(token) => Decision::Room {
                         room: t.room,
                         token,
+                        srtp: routing.srtp,
                     },
                     None => refuse(500, "Server Internal Error", Some(41)),
                 }
             }
-            Outcome::Pin(p) => self.pin_setup(c, &p),
+            Outcome::Pin(p) => match self.pin_setup(c, &p) {
+                Ok(setup) => Decision::Pin {
+                    setup,
+                    srtp: routing.srtp,
+                },
+                Err(refused) => refused,
+            },
         }
     }
 
-    fn pin_setup(self: &Arc<Self>, c: &Caller, p: &PinAction) -> Decision {
+    fn pin_setup(self: &Arc<Self>, c: &Caller, p: &PinAction) -> Result<Box<PinSetup>, Decision> {
         let Some(directory) = self.directory(&p.lookup) else {
             error!(
                 call = c.id.0,
                 "PIN rule's directory is missing a secret (environment variable unset?)"
             );
-            return refuse(503, "Service Unavailable", Some(41));
+            return Err(refuse(503, "Service Unavailable", Some(41)));
         };
         let directory = Arc::new(directory);
         let language = match p.prompt_language(&c.request) {
@@ -177,7 +192,7 @@ impl Admission {
             }
         };
         let timeout = p.timeout.max(Duration::from_secs(1));
-        Decision::Pin(Box::new(PinSetup {
+        Ok(Box::new(PinSetup {
             config: PinConfig {
                 min_digits: usize::from(p.min_digits),
                 max_digits: usize::from(p.max_digits),

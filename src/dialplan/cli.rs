@@ -189,6 +189,9 @@ pub fn trace(req: &RouteRequest, r: &Routing) -> String {
         let _ = writeln!(o, "transform: {}: {:?} → {:?}", s.step, s.before, s.after);
     }
     let _ = writeln!(o, "action: {}", describe(&r.outcome));
+    if let (Some(p), None) = (r.srtp, r.outcome.refusal()) {
+        let _ = writeln!(o, "  srtp: {p} (overrides [sip] srtp)");
+    }
     if let Outcome::Room(t) = &r.outcome {
         if let Some(n) = &t.participant_name {
             let _ = writeln!(o, "  participant_name: {n:?}");
@@ -301,6 +304,8 @@ struct Expect {
     no_match: Option<bool>,
     invalid: Option<bool>,
     rule: Option<String>,
+    /// The route's `srtp` (`off`, `optional`, `required`), or `"default"` for none.
+    srtp: Option<String>,
 }
 
 /// `test`: runs every case; exit 1 when one fails.
@@ -404,6 +409,12 @@ fn run_case(plan: &Dialplan, c: &Case) -> Result<(), String> {
         let by = r.rule.as_ref().map(|r| r.name.as_str());
         if by != Some(rule.as_str()) {
             return Err(format!("expected rule {rule:?}, decided by {by:?}"));
+        }
+    }
+    if let Some(want) = &e.srtp {
+        let got = r.srtp.map_or("default", |p| p.as_str());
+        if want != got {
+            return Err(format!("expected srtp {want:?}, the route has {got:?}"));
         }
     }
     Ok(())

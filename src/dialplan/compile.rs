@@ -19,6 +19,7 @@ use super::{
     DialOutAction, Dialplan, PinAction, PinLookup, PromptLanguage, Protocol, RuleId, Secret,
     Transport,
 };
+use crate::sip::sdp::SrtpPolicy;
 
 /// Variables every template may use, besides the rule's named captures.
 pub(crate) const BUILTINS: &[&str] = &[
@@ -40,6 +41,8 @@ pub(crate) struct Rule {
     pub cond: Conditions,
     pub transforms: Vec<Transform>,
     pub action: Action,
+    /// The action's `srtp`: overrides `[sip] srtp` for calls it routes.
+    pub srtp: Option<SrtpPolicy>,
 }
 
 /// Conditions of a rule; `None` or empty means "any".
@@ -172,6 +175,16 @@ impl Cx<'_> {
             // A bad match regex would make every capture name look unknown: say it once.
             return None;
         }
+        let srtp = match &def.action.get_ref().srtp {
+            Some(v) => match v.get_ref().parse::<SrtpPolicy>() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.err(v.span(), e);
+                    None
+                }
+            },
+            None => None,
+        };
         let action = self.action(def.action, &known);
         if self.diags.len() > before {
             return None;
@@ -186,6 +199,7 @@ impl Cx<'_> {
             cond,
             transforms,
             action: action?,
+            srtp,
         })
     }
 
@@ -457,7 +471,7 @@ impl Cx<'_> {
         let d = a.into_inner();
         let kind = d.kind.get_ref().clone();
         let allowed: &[&str] = match kind.as_str() {
-            "room" => &["room", "participant_name", "attributes"],
+            "room" => &["room", "participant_name", "attributes", "srtp"],
             "pin" => &[
                 "language",
                 "min_digits",
@@ -468,9 +482,10 @@ impl Cx<'_> {
                 "pin_header",
                 "pin_in_uri",
                 "lookup",
+                "srtp",
             ],
             "reject" => &["code", "reason", "h323_cause"],
-            "dial_out" => &["target", "protocol", "room"],
+            "dial_out" => &["target", "protocol", "room", "srtp"],
             other => {
                 self.err(
                     d.kind.span(),
@@ -500,6 +515,7 @@ impl Cx<'_> {
             ("h323_cause", n(&d.h323_cause)),
             ("target", s(&d.target)),
             ("protocol", s(&d.protocol)),
+            ("srtp", s(&d.srtp)),
         ];
         if !self.only(&present, allowed, "action", &kind) {
             return None;

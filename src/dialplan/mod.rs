@@ -274,6 +274,9 @@ pub struct Routing {
     pub steps: Vec<TraceStep>,
     /// What to do.
     pub outcome: Outcome,
+    /// The rule's SDES-SRTP policy for the device leg (`srtp` in its action), overriding the
+    /// configuration's; `None`: the configuration's applies.
+    pub srtp: Option<crate::sip::sdp::SrtpPolicy>,
 }
 
 /// What to do with the call.

@@ -18,6 +18,7 @@ pub(crate) fn route(rules: &[Rule], req: &RouteRequest) -> Routing {
             captures,
             steps: Vec::new(),
             outcome: Outcome::NoMatch,
+            srtp: rule.srtp,
         };
         let mut number = req.called.user.clone();
         for t in &rule.transforms {
@@ -44,6 +45,7 @@ pub(crate) fn route(rules: &[Rule], req: &RouteRequest) -> Routing {
         captures: BTreeMap::new(),
         steps: Vec::new(),
         outcome: Outcome::NoMatch,
+        srtp: None,
     }
 }
 

@@ -95,6 +95,8 @@ pub(crate) struct ActionDef {
     // dial_out
     pub target: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
+    // room, pin and dial_out: SDES-SRTP policy of the device leg
+    pub srtp: Option<Spanned<String>>,
 }
 
 /// `[rule.action.lookup]`: the keys allowed depend on `type`.

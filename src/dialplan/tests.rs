@@ -1005,3 +1005,68 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn srtp_on_the_route() {
+    use crate::sip::sdp::SrtpPolicy;
+    let (dir, p) = plan(
+        "[[rule]]\nname = \"secure\"\nmatch.called = 'sec-(?P<r>[a-z]+)'\n\
+         action = { type = \"room\", room = \"{r}\", srtp = \"required\" }\n\n\
+         [[rule]]\nname = \"pin\"\nmatch.called = 'pin'\n\
+         action = { type = \"pin\", srtp = \"off\", lookup = { type = \"static\", pins = { \"1234\" = \"board\" } } }\n\n\
+         [[rule]]\nname = \"plain\"\nmatch.called = '[a-z]+'\naction = { type = \"room\", room = \"{called}\" }\n\n\
+         [[rule]]\nname = \"no\"\naction = { type = \"reject\", code = 403 }\n",
+    );
+    // (called, the route's srtp)
+    let cases = [
+        ("sec-board", Some(SrtpPolicy::Required)),
+        ("pin", Some(SrtpPolicy::Off)),
+        ("board", None),
+        ("123", None),
+    ];
+    for (called, want) in cases {
+        let r = p.route(&RouteRequest::sip(&format!("sip:{called}@gw"), "sip:a@b"));
+        assert_eq!(r.srtp, want, "{called}");
+    }
+    let req = RouteRequest::sip("sip:sec-board@gw", "sip:a@b");
+    let trace = cli::trace(&req, &p.route(&req));
+    assert!(
+        trace.contains("action: room \"board\"\n  srtp: required (overrides [sip] srtp)\n"),
+        "{trace}"
+    );
+    let req = RouteRequest::sip("sip:board@gw", "sip:a@b");
+    assert!(!cli::trace(&req, &p.route(&req)).contains("srtp"));
+
+    let cases = dir.path().join("cases.test");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"secure\"\nto = \"sip:sec-board@h\"\nexpect = { room = \"board\", srtp = \"required\" }\n\n\
+         [[case]]\nname = \"default\"\nto = \"sip:board@h\"\nexpect = { room = \"board\", srtp = \"default\" }\n\n\
+         [[case]]\nname = \"wrong\"\nto = \"sip:board@h\"\nexpect = { room = \"board\", srtp = \"required\" }\n",
+    )
+    .expect("write");
+    let (out, code) = cli::test(&cases, dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ok   secure") && out.contains("ok   default"),
+        "{out}"
+    );
+    assert!(
+        out.contains("expected srtp \"required\", the route has \"default\""),
+        "{out}"
+    );
+
+    let room = |extra: &str| {
+        format!("[[rule]]\nname = \"a\"\naction = {{ type = \"room\", room = \"r\"{extra} }}\n")
+    };
+    assert_eq!(
+        first_error(&room(", srtp = \"mandatory\"")),
+        "3:46: unknown srtp policy \"mandatory\" (off, optional, required)"
+    );
+    assert_eq!(
+        first_error(
+            "[[rule]]\nname = \"a\"\naction = { type = \"reject\", code = 403, srtp = \"off\" }\n"
+        ),
+        "3:48: `srtp` does not apply to action type \"reject\""
+    );
+}

@@ -46,6 +46,8 @@ struct CallEntry {
     delayed_offer: Option<String>,
     /// Our refresh re-INVITE met glare (491): when to try again (RFC 3261 §14.1).
     refresh_retry: Option<std::time::Instant>,
+    /// The call's media policy: the configuration's, with the route's SRTP policy.
+    policy: MediaPolicy,
 }
 
 /// What one of our requests was for.
@@ -304,9 +306,9 @@ impl SipFront {
                     .collect(),
             },
         };
-        let (room, token, pin) = match self.ctx.admission.decide(&admitted) {
-            Decision::Room { room, token } => (room, token, None),
-            Decision::Pin(p) => (String::new(), String::new(), Some(p)),
+        let (room, token, pin, route_srtp) = match self.ctx.admission.decide(&admitted) {
+            Decision::Room { room, token, srtp } => (room, token, None, srtp),
+            Decision::Pin { setup, srtp } => (String::new(), String::new(), Some(setup), srtp),
             Decision::Refuse {
                 sip_code, reason, ..
             } => {
@@ -365,7 +367,11 @@ impl SipFront {
                 }
             }
         };
-        let answer = match offer.as_ref().map(|o| sdp::answer(o, &self.policy, &local)) {
+        let policy = MediaPolicy {
+            srtp: route_srtp.unwrap_or(self.policy.srtp),
+            ..self.policy.clone()
+        };
+        let answer = match offer.as_ref().map(|o| sdp::answer(o, &policy, &local)) {
             None => None,
             Some(Ok(a)) => Some(a),
             Some(Err(rej)) => {
@@ -373,7 +379,7 @@ impl SipFront {
                 if let Some(w) = rej.warning {
                     r.headers.push(h("Warning", w));
                 }
-                info!(%called, "call refused: {}", rej.error);
+                info!(%called, srtp = %policy.srtp, "call refused: {}", rej.error);
                 {
                     self.ep.respond(&key, r);
                     return;
@@ -394,7 +400,7 @@ impl SipFront {
         let mut sdp_session = SdpSession::new(rand::random::<u32>() as u64);
         let (local_sdp, negotiated) = match answer {
             Some(a) => (a.sdp, Some(a.negotiated)),
-            None => (sdp::offer(&self.policy, &local), None),
+            None => (sdp::offer(&policy, &local), None),
         };
         let answer_sdp = sdp_session.render(&local_sdp);
         let delayed_offer = negotiated.is_none().then(|| answer_sdp.clone());
@@ -434,6 +440,7 @@ impl SipFront {
                 timer: Some(timer),
                 delayed_offer,
                 refresh_retry: None,
+                policy,
             },
         );
     }
@@ -504,7 +511,7 @@ impl SipFront {
                 let result = SessionDescription::parse(&msg.body)
                     .ok()
                     .zip(local)
-                    .map(|(o, l)| sdp::answer(&o, &self.policy, &l));
+                    .map(|(o, l)| sdp::answer(&o, &c.policy, &l));
                 match result {
                     Some(Ok(a)) => {
                         c.answer_sdp = c.sdp.render(&a.sdp);

@@ -1,6 +1,7 @@
-"""SDES-SRTP with baresip (srtp module, SRTP mandatory) on a gateway whose SIP side requires
-SRTP: the room hears baresip's tone, a capture of the call's RTP shows no plain audio, the call
-record names the suite; a plain-RTP caller is refused with 488."""
+"""SDES-SRTP with baresip (srtp module, SRTP mandatory) on a gateway whose dialplan requires
+SRTP on `sec-*` rooms (`srtp = "required"` on the route; `[sip] srtp` stays `optional`): the
+room hears baresip's tone, a capture of the call's RTP shows no plain audio, the call record
+names the suite; a plain-RTP caller is refused with 488 on that route and accepted on another."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ from test_sip import dominant_hz
 
 TSHARK = shutil.which("tshark")
 TONE = 330.0
+DIALPLAN = """
+[[rule]]
+name = "secure-rooms"
+match.called = 'sec-(?P<r>[a-z0-9-]+)'
+action = { type = "room", room = "sec-{r}", srtp = "required" }
+
+[[rule]]
+name = "rooms"
+match.called = '[a-z0-9-]+'
+action = { type = "room", room = "{called}" }
+"""
 
 
 def ulaw_to_linear(b: np.ndarray) -> np.ndarray:
@@ -62,13 +74,15 @@ async def connect_events(ctrl_port: int) -> Events:
 
 @pytest.mark.skipif(BARESIP is None or TSHARK is None, reason="baresip or tshark missing")
 def test_srtp_required_with_baresip():
+    plans = tempfile.TemporaryDirectory()
+    (Path(plans.name) / "10-secure.toml").write_text(DIALPLAN)
     srv = launch(
         http_port=7922,
         udp_port=7924,
         log_path=ARTIFACTS / "jonction-pytest-srtp.log",
-        extra_env={"JONCTION_SIP__SRTP": "required"},
+        extra_env={"JONCTION_DIALPLAN__DIR": plans.name},
     )
-    room = f"srtp-{secrets.token_hex(3)}"
+    room = f"sec-{secrets.token_hex(3)}"
     sip_port, ctrl_port = 5120, 4544
     pcap = ARTIFACTS / "srtp-call.pcap"
 
@@ -147,6 +161,14 @@ def test_srtp_required_with_baresip():
                     await asyncio.to_thread(events.poll)
                 closed = [e for e in events.events if e.get("type") == "CALL_CLOSED"]
                 assert closed and "488" in json.dumps(closed), f"plain RTP caller: {events.events[-5:]}"
+                # The same caller to a room without the route's requirement: answered.
+                events.command("dial", f"sip:plain-{room[4:]}@{host}:{port}")
+                deadline = time.monotonic() + 15
+                while "CALL_ESTABLISHED" not in events.types() and time.monotonic() < deadline:
+                    await asyncio.to_thread(events.poll)
+                assert "CALL_ESTABLISHED" in events.types(), f"plain call elsewhere: {events.events[-5:]}"
+                events.command("hangup")
+                await asyncio.sleep(1)
             finally:
                 if events:
                     events.close()
@@ -161,3 +183,4 @@ def test_srtp_required_with_baresip():
         assert srtp[0]["frames_to_room"] > 50 and srtp[0]["srtp_rejected"] == 0, srtp
     finally:
         stop(srv)
+        plans.cleanup()

@@ -51,6 +51,38 @@ pub enum SrtpPolicy {
     Required,
 }
 
+impl SrtpPolicy {
+    /// The configuration and dialplan spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SrtpPolicy::Off => "off",
+            SrtpPolicy::Optional => "optional",
+            SrtpPolicy::Required => "required",
+        }
+    }
+}
+
+impl std::fmt::Display for SrtpPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SrtpPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(SrtpPolicy::Off),
+            "optional" => Ok(SrtpPolicy::Optional),
+            "required" => Ok(SrtpPolicy::Required),
+            other => Err(format!(
+                "unknown srtp policy {other:?} (off, optional, required)"
+            )),
+        }
+    }
+}
+
 impl Default for MediaPolicy {
     /// Opus, G.722, PCMA, PCMU in that order; telephone-event; 20 ms; rtcp-mux.
     fn default() -> Self {
