@@ -12,7 +12,9 @@ use jonction::media::h264::annex_b::access_units;
 use jonction::media::h264::packetize::{PacketizationMode, Packetizer, WEBRTC_MAX_PAYLOAD};
 use jonction::media::h264::AccessUnit;
 use jonction::media::rtp::packet::{RtpPacket, RtpWriter};
-use jonction::media::rtp::rtcp::{parse_compound, write_compound, Pli, RtcpPacket};
+use jonction::media::rtp::rtcp::{
+    parse_compound, write_compound, Pli, RtcpPacket, Tmmb, TmmbEntry,
+};
 use jonction::media::rtp::Ssrc;
 use jonction::sip::sdp::{Direction, NegotiatedVideo, ProfileLevelId, VideoFeedback};
 
@@ -27,7 +29,7 @@ fn negotiated(feedback: VideoFeedback) -> NegotiatedVideo {
         media_index: 1,
         pt: PT,
         packetization_mode: 1,
-        profile_level_id: ProfileLevelId::DEFAULT,
+        profile_level_id: ProfileLevelId::parse("42e01f").expect("level 3.1"),
         remote_rtp: device(),
         remote_rtcp: "192.0.2.9:40003".parse().expect("addr"),
         rtcp_mux: false,
@@ -78,10 +80,33 @@ fn keyframe_requests(outs: &[VideoOutput]) -> Vec<RtcpPacket> {
         .collect()
 }
 
+fn sent_ssrc(sent: &[Vec<u8>]) -> Ssrc {
+    RtpPacket::parse(&sent[0]).expect("rtp").ssrc()
+}
+
 fn annex_b(au: &AccessUnit) -> Vec<u8> {
     let mut v = Vec::new();
     au.write_annex_b(&mut v);
     v
+}
+
+#[test]
+fn the_wanted_picture_size_follows_level_and_bit_rate() {
+    use jonction::call::video::wanted_size;
+    assert_eq!(wanted_size(31, 2000), (1280, 720));
+    assert_eq!(
+        wanted_size(30, 2000),
+        (640, 360),
+        "level 3.0 stops below 720p"
+    );
+    assert_eq!(wanted_size(31, 800), (640, 360));
+    assert_eq!(wanted_size(40, 300), (320, 180));
+    assert_eq!(
+        wanted_size(21, 2000),
+        (320, 180),
+        "level 2.1: 792 macroblocks"
+    );
+    assert_eq!(wanted_size(10, 2000), (320, 180));
 }
 
 #[test]
@@ -301,11 +326,12 @@ fn the_device_sees_one_stream_across_speaker_switches() {
     let mut now = t0;
     // 60 frames each at 30 fps, A speaking, then B, then A again; the devices' PLI in between.
     // Sources keep their own clocks running (the files loop, their timestamps do not).
-    let step = |v: &mut CallVideo,
-                now: Instant,
-                i: usize,
-                sent: &mut Vec<Vec<u8>>,
-                asked: &mut Vec<String>| {
+    let mut settings: std::collections::HashMap<String, (bool, u32, u32)> = Default::default();
+    let mut step = |v: &mut CallVideo,
+                    now: Instant,
+                    i: usize,
+                    sent: &mut Vec<Vec<u8>>,
+                    asked: &mut Vec<String>| {
         let ts = 3000 * i as u32;
         v.handle_room_frame(now, "TR_a", ts + 1_000_000, &annex_b(&a[i % a.len()]));
         v.handle_room_frame(now, "TR_b", ts + 5_000_000, &annex_b(&b[i % b.len()]));
@@ -317,6 +343,14 @@ fn the_device_sees_one_stream_across_speaker_switches() {
             match o {
                 VideoOutput::ToDevice(_, d) => sent.push(d),
                 VideoOutput::RoomKeyframe(t) => asked.push(t),
+                VideoOutput::TrackSettings {
+                    track,
+                    enabled,
+                    width,
+                    height,
+                } => {
+                    settings.insert(track, (enabled, width, height));
+                }
                 _ => {}
             }
         }
@@ -335,6 +369,40 @@ fn the_device_sees_one_stream_across_speaker_switches() {
             i += 1;
         }
     }
+    // The room sends only the shown track, at the size the device's level and bit rate take.
+    let _ = drain(&mut v);
+    assert_eq!(v.wanted_size(), (1280, 720));
+    let mut tmmbr = Vec::new();
+    write_compound(
+        &[RtcpPacket::Tmmbr(Tmmb {
+            sender_ssrc: Ssrc(5),
+            entries: vec![TmmbEntry {
+                ssrc: sent_ssrc(&sent),
+                bitrate: 300_000,
+                overhead: 40,
+            }],
+        })],
+        &mut tmmbr,
+    )
+    .expect("tmmbr");
+    v.handle_device_datagram(now, "192.0.2.9:40003".parse().expect("addr"), &tmmbr);
+    let outs = drain(&mut v);
+    assert_eq!(
+        outs,
+        [VideoOutput::TrackSettings {
+            track: "TR_a".into(),
+            enabled: true,
+            width: 320,
+            height: 180
+        }]
+    );
+    assert_eq!(settings.get("TR_b"), Some(&(false, 0, 0)), "{settings:?}");
+    assert_eq!(
+        settings.get("TR_a"),
+        Some(&(true, 1280, 720)),
+        "{settings:?}"
+    );
+
     // The device's PLI goes to the publisher it is shown.
     let mut pli = Vec::new();
     write_compound(

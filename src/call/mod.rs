@@ -575,6 +575,16 @@ fn drain_video(
             VideoOutput::DeviceFastUpdate => {
                 let _ = tx.send(FromCall::FastUpdate(s.id));
             }
+            VideoOutput::TrackSettings {
+                track,
+                enabled,
+                width,
+                height,
+            } => {
+                link.client()
+                    .update_track_settings(&track, !enabled, width, height);
+                wrote = true;
+            }
         }
     }
     if wrote {

@@ -66,6 +66,18 @@ pub enum VideoOutput {
     RoomKeyframe(String),
     /// Ask the device for a keyframe with SIP INFO.
     DeviceFastUpdate,
+    /// Tell the room what we want of a subscribed video track: nothing (`enabled` false, so
+    /// the room stops sending it), or the simulcast layer that fits this size.
+    TrackSettings {
+        /// Track sid.
+        track: String,
+        /// Whether the track is wanted at all.
+        enabled: bool,
+        /// Width wanted.
+        width: u32,
+        /// Height wanted.
+        height: u32,
+    },
 }
 
 /// Video counters for the call record.
@@ -97,6 +109,38 @@ struct Source {
     participant: String,
     ssrc: Ssrc,
     seq: u16,
+    /// What the room was last told about it: enabled at that size, disabled, or nothing yet
+    /// (the room sends it at full size).
+    settings: Option<(bool, (u32, u32))>,
+}
+
+/// Largest frame size, in macroblocks, of an H.264 level (Table A-1), by `level_idc`.
+fn max_frame_macroblocks(level_idc: u8) -> u32 {
+    match level_idc {
+        0..=10 => 99,
+        11..=20 => 396,
+        21 => 792,
+        22..=30 => 1620,
+        31 => 3600,
+        32 => 5120,
+        _ => 8192,
+    }
+}
+
+/// The picture size to ask the room for: the largest of LiveKit's usual simulcast layers
+/// (720p, 360p, 180p) that the device's level decodes and its bit rate carries.
+pub fn wanted_size(level_idc: u8, kbps: u32) -> (u32, u32) {
+    let mbs = |(w, h): (u32, u32)| w.div_ceil(16) * h.div_ceil(16);
+    let by_rate = match kbps {
+        1200.. => (1280, 720),
+        450.. => (640, 360),
+        _ => (320, 180),
+    };
+    [(1280, 720), (640, 360), (320, 180)]
+        .into_iter()
+        .filter(|s| s.0 <= by_rate.0)
+        .find(|s| mbs(*s) <= max_frame_macroblocks(level_idc))
+        .unwrap_or((320, 180))
 }
 
 /// One call's video bridge.
@@ -128,6 +172,9 @@ pub struct CallVideo {
     no_video_seq: u16,
     /// Origin of the generated pictures' timestamps.
     epoch: Instant,
+    /// The device's receive limit: its SDP bandwidth, lowered (or raised back up to it) by its
+    /// TMMBR/REMB.
+    max_kbps: u32,
     rtp_buf: Vec<u8>,
     out: VecDeque<VideoOutput>,
     stats: VideoStats,
@@ -187,6 +234,7 @@ impl CallVideo {
             no_video,
             next_no_video: None,
             no_video_seq: 0,
+            max_kbps: neg.max_kbps,
             rtp_buf: Vec::with_capacity(1500),
             out: VecDeque::new(),
             stats: VideoStats::default(),
@@ -391,6 +439,47 @@ impl CallVideo {
         {
             self.device_wants_keyframe(now);
         }
+        // A rate limit from the device (TMMBR, RFC 5104; REMB): a smaller layer when it no
+        // longer fits, the larger one again when it does (never above the SDP's).
+        let limit = packets.iter().find_map(|p| match p {
+            RtcpPacket::Tmmbr(t) => t
+                .entries
+                .iter()
+                .find(|e| e.ssrc == self.ssrc)
+                .map(|e| e.bitrate),
+            RtcpPacket::Remb(r) => Some(r.bitrate),
+            _ => None,
+        });
+        if let Some(bps) = limit {
+            let kbps = u32::try_from(bps / 1000).unwrap_or(u32::MAX);
+            self.max_kbps = kbps.min(self.neg.max_kbps);
+            self.sync_track_settings();
+        }
+    }
+
+    /// The picture size the device is sent.
+    pub fn wanted_size(&self) -> (u32, u32) {
+        wanted_size(self.neg.profile_level_id.level_idc, self.max_kbps)
+    }
+
+    /// Tells the room which tracks to send (the one shown and the one switched to) and at
+    /// which size, and which to stop.
+    fn sync_track_settings(&mut self) {
+        let (active, pending) = (self.switcher.active(), self.switcher.pending());
+        let size = self.wanted_size();
+        for (sid, src) in &mut self.sources {
+            let wanted = Some(src.ssrc) == active || Some(src.ssrc) == pending;
+            let want = (wanted, if wanted { size } else { (0, 0) });
+            if src.settings != Some(want) {
+                src.settings = Some(want);
+                self.out.push_back(VideoOutput::TrackSettings {
+                    track: sid.clone(),
+                    enabled: wanted,
+                    width: want.1 .0,
+                    height: want.1 .1,
+                });
+            }
+        }
     }
 
     /// The device wants a keyframe of what it is shown (its PLI/FIR or INFO).
@@ -428,6 +517,7 @@ impl CallVideo {
                         participant: participant.to_string(),
                         ssrc,
                         seq: rand::random(),
+                        settings: None,
                     },
                 );
             }
@@ -438,6 +528,7 @@ impl CallVideo {
             self.show(now, Shown::NoVideo);
         }
         self.switcher_events(now);
+        self.sync_track_settings();
     }
 
     /// The room's active speakers changed: `(participant sid, active)`.
@@ -461,6 +552,7 @@ impl CallVideo {
         };
         debug!(shown = ?s, "video source for the device");
         self.switcher.switch_to(now, ssrc);
+        self.sync_track_settings();
     }
 
     /// A frame (access unit, Annex-B as the room leg delivers it) of a subscribed video track.
@@ -538,6 +630,7 @@ impl CallVideo {
                     if to != NO_VIDEO_SOURCE {
                         self.next_no_video = None;
                     }
+                    self.sync_track_settings();
                 }
             }
         }
