@@ -8,7 +8,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, Guard};
+use common::{cpu_seconds, free_port, http_get, quantiles, Guard};
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -307,44 +307,4 @@ fn main() {
         println!("{what}: p50 ≤ {p50} µs, p99 ≤ {p99} µs ({n} samples)");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The body of a plain HTTP/1.0 GET.
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// (samples, p50 bucket bound, p99 bucket bound) in µs of a Prometheus histogram.
-fn quantiles(text: &str, name: &str) -> (u64, String, String) {
-    let prefix = format!("{name}_bucket{{le=\"");
-    let buckets: Vec<(String, u64)> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .filter_map(|rest| {
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = match le.parse::<f64>() {
-                Ok(v) => format!("{}", (v * 1e6).round() as u64),
-                Err(_) => "∞".to_string(),
-            };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect();
-    let n = buckets.last().map(|b| b.1).unwrap_or(0);
-    let q = |q: f64| {
-        let rank = ((n as f64) * q).ceil().max(1.0) as u64;
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= rank)
-            .map(|(le, _)| le.clone())
-            .unwrap_or_else(|| "-".into())
-    };
-    (n, q(0.5), q(0.99))
 }

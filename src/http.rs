@@ -146,6 +146,18 @@ async fn metrics(State(st): State<AppState>) -> Response {
     );
     write_histogram(
         &mut out,
+        "jonction_call_video_uplink_latency_seconds",
+        "Device RTP completing a picture in to its last room-leg datagram out.",
+        &crate::call::VIDEO_UPLINK_LATENCY.snapshot(),
+    );
+    write_histogram(
+        &mut out,
+        "jonction_call_video_downlink_latency_seconds",
+        "Room picture in to its last RTP packet to the device out.",
+        &crate::call::VIDEO_DOWNLINK_LATENCY.snapshot(),
+    );
+    write_histogram(
+        &mut out,
         "jonction_call_downlink_tick_seconds",
         "One 20 ms mix-encode-send tick towards a device.",
         &crate::call::DOWNLINK_TICK.snapshot(),

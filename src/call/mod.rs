@@ -150,6 +150,11 @@ pub struct CallSetup {
 /// Device RTP in → the room-leg datagram out (G.711 published unchanged; G.722 and Opus
 /// enter the jitter buffer instead and are counted at play-out), for every call.
 pub static UPLINK_LATENCY: SharedHistogram = SharedHistogram::new();
+/// Video, device → room: the RTP packet that completes a picture in → the picture's last
+/// room-leg datagram out, for every call.
+pub static VIDEO_UPLINK_LATENCY: SharedHistogram = SharedHistogram::new();
+/// Video, room → device: a room picture in → its last RTP packet to the device out.
+pub static VIDEO_DOWNLINK_LATENCY: SharedHistogram = SharedHistogram::new();
 /// One 20 ms mixing tick for the device: mix, encode, RTP out (the room frames wait for it by
 /// design, like a jitter buffer's target), for every call.
 pub static DOWNLINK_TICK: SharedHistogram = SharedHistogram::new();
@@ -254,10 +259,13 @@ async fn bridge(
             r = recv_video(s, &mut vbuf, &mut cbuf) => {
                 let Ok((n, from, rtcp)) = r else { continue };
                 let data = if rtcp { &cbuf[..n] } else { &vbuf[..n] };
+                let t0 = Instant::now();
                 if let Some(v) = video.as_mut() {
-                    v.handle_device_datagram(Instant::now(), from, data);
+                    v.handle_device_datagram(t0, from, data);
                 }
-                drain_video(s, &mut video, &mut link, tx);
+                if drain_video(s, &mut video, &mut link, tx).frames_to_room > 0 {
+                    VIDEO_UPLINK_LATENCY.record(t0.elapsed());
+                }
             }
             r = s.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
@@ -279,10 +287,13 @@ async fn bridge(
             }
             ev = link.next_event() => match ev {
                 Ok(ClientEvent::Media { track_sid, data }) if data.params.spec().codec == str0m::format::Codec::H264 => {
+                    let t0 = Instant::now();
                     if let Some(v) = video.as_mut() {
-                        v.handle_room_frame(Instant::now(), &track_sid, data.time.numer() as u32, &data.data);
+                        v.handle_room_frame(t0, &track_sid, data.time.numer() as u32, &data.data);
                     }
-                    drain_video(s, &mut video, &mut link, tx);
+                    if drain_video(s, &mut video, &mut link, tx).packets_to_device > 0 {
+                        VIDEO_DOWNLINK_LATENCY.record(t0.elapsed());
+                    }
                 }
                 Ok(ClientEvent::Media { track_sid, data }) => {
                     if let (Some(m), Some(codec)) = (media.as_mut(), room_codec(data.params.spec().codec)) {
@@ -519,21 +530,30 @@ fn video_track(p: &proto::ParticipantInfo) -> Option<&str> {
         .map(|t| t.sid.as_str())
 }
 
+/// What [`drain_video`] sent.
+#[derive(Default)]
+struct Drained {
+    frames_to_room: usize,
+    packets_to_device: usize,
+}
+
 /// Carries out what the video bridge asks for.
 fn drain_video(
     s: &CallSetup,
     video: &mut Option<CallVideo>,
     link: &mut RoomLink,
     tx: &mpsc::UnboundedSender<FromCall>,
-) {
+) -> Drained {
+    let mut done = Drained::default();
     let (Some(v), Some((rtp, rtcp))) = (video.as_mut(), s.video_rtp.as_ref()) else {
-        return;
+        return done;
     };
     let mut wrote = false;
     while let Some(out) = v.poll_output() {
         match out {
             VideoOutput::ToDevice(dest, pkt) => {
                 let _ = rtp.try_send_to(&pkt, dest);
+                done.packets_to_device += 1;
             }
             VideoOutput::ToDeviceRtcp(dest, pkt) => {
                 let sock = if v.rtcp_mux() { rtp } else { rtcp };
@@ -561,6 +581,7 @@ fn drain_video(
                 {
                     debug!(call = s.id.0, "video frame not written: {e}");
                 }
+                done.frames_to_room += 1;
                 wrote = true;
             }
             VideoOutput::RoomKeyframe(track) => {
@@ -590,6 +611,7 @@ fn drain_video(
     if wrote {
         link.flush();
     }
+    done
 }
 
 /// Starts the media bridge for a negotiated stream (the record notes the codec).

@@ -382,6 +382,7 @@ impl CallVideo {
 
     /// The device's track is published: ask for a keyframe to start it with.
     pub fn published(&mut self, now: Instant) {
+        debug!("the device's video track is published");
         self.published = Publication::Published;
         self.room_wants_keyframe(now);
     }
