@@ -161,6 +161,8 @@ pub static DOWNLINK_TICK: SharedHistogram = SharedHistogram::new();
 
 /// The caller's published track id.
 const CALLER_TRACK: &str = "caller-audio";
+/// Device video datagrams taken per wake-up at most (a picture's burst).
+const VIDEO_BATCH: usize = 64;
 /// The device's published video track id.
 const VIDEO_TRACK: &str = "device-video";
 
@@ -262,6 +264,14 @@ async fn bridge(
                 let t0 = Instant::now();
                 if let Some(v) = video.as_mut() {
                     v.handle_device_datagram(t0, from, data);
+                    // A picture's packets come in a burst: take what is already queued
+                    // before sending, one wake-up and one flush for all of it.
+                    if let (Some((sock, _)), false) = (s.video_rtp.as_ref(), rtcp) {
+                        for _ in 0..VIDEO_BATCH {
+                            let Ok((n, from)) = sock.try_recv_from(&mut vbuf) else { break };
+                            v.handle_device_datagram(t0, from, &vbuf[..n]);
+                        }
+                    }
                 }
                 if drain_video(s, &mut video, &mut link, tx).frames_to_room > 0 {
                     VIDEO_UPLINK_LATENCY.record(t0.elapsed());
