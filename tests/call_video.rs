@@ -444,3 +444,66 @@ fn the_device_sees_one_stream_across_speaker_switches() {
         assert!(dt < 90_000 * 2, "timestamp jump {dt}");
     }
 }
+
+#[test]
+fn srtp_video_is_decrypted_from_the_device_and_encrypted_to_it() {
+    use jonction::media::srtp::{CryptoAttribute, SrtpSession, SrtpSuite};
+    use jonction::sip::sdp::SrtpKeys;
+    let ours = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_80);
+    let theirs = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_80);
+    let mut neg = negotiated(VideoFeedback {
+        pli: true,
+        ..Default::default()
+    });
+    neg.srtp = Some(SrtpKeys {
+        local: ours.clone(),
+        remote: theirs.clone(),
+    });
+    let mut dev = SrtpSession::new(&theirs, &ours).expect("device SRTP");
+    let t0 = Instant::now();
+    let mut v = CallVideo::new(t0, &neg, "PA_me").expect("video");
+    let aus = stream("a_640x360.h264");
+    let plain = rtp(&aus[..10], PT, 7);
+    // Plain RTP on an SRTP stream: refused, nothing published.
+    for p in &plain {
+        v.handle_device_datagram(t0, device(), p);
+    }
+    let outs = drain(&mut v);
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, VideoOutput::Publish { .. })));
+    assert_eq!(v.stats().packets_rejected, plain.len() as u64);
+    // The same packets encrypted by the device: published, then written to the room.
+    for p in &plain {
+        let s = dev.protect_rtp(p).expect("protect");
+        v.handle_device_datagram(t0, device(), &s);
+    }
+    let outs = drain(&mut v);
+    assert!(outs.contains(&VideoOutput::Publish {
+        width: 640,
+        height: 360
+    }));
+    // What goes to the device (the "no video" picture, a PLI) is SRTP/SRTCP the device opens.
+    v.handle_timeout(t0);
+    v.published(t0);
+    let mut opened = (0, 0);
+    for o in drain(&mut v) {
+        match o {
+            VideoOutput::ToDevice(_, d) => {
+                let clear = dev.unprotect_rtp(&d).expect("SRTP from the gateway");
+                assert_eq!(RtpPacket::parse(&clear).expect("rtp").pt(), PT);
+                opened.0 += 1;
+            }
+            VideoOutput::ToDeviceRtcp(_, d) => {
+                let clear = dev.unprotect_rtcp(&d).expect("SRTCP from the gateway");
+                assert!(matches!(
+                    parse_compound(&clear).expect("rtcp").as_slice(),
+                    [RtcpPacket::Pli(_)]
+                ));
+                opened.1 += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(opened.0 >= 3 && opened.1 == 1, "{opened:?}");
+}

@@ -2,9 +2,10 @@
 //! agent sending the ffmpeg stream of `tests/data/video`) calls a room of the embedded server,
 //! where a viewer (jonction's own LiveKit client) subscribes to its video and publishes H.264
 //! of its own.
-//! - the viewer's PLI reaches the device as RTCP PLI (measured: printed, and bounded well
-//!   below the gateway's own 1 s retry, so it is the relayed request that arrived);
-//! - the device's PLI reaches the viewer's track as a keyframe request.
+//! - the viewer's PLI reaches the device as RTCP PLI and, since the device negotiated no RTCP
+//!   feedback, as SIP INFO `picture_fast_update` too (RFC 5168; measured: printed, and bounded
+//!   well below the gateway's own 1 s retry, so it is the relayed request that arrived);
+//! - the device's RTCP PLI, and later its INFO, reach the viewer's track as keyframe requests.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -137,7 +138,7 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
          m=audio {ap} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n\
          m=video {vp} RTP/AVP {PT}\r\na=rtpmap:{PT} H264/90000\r\n\
          a=fmtp:{PT} profile-level-id=42e01f;packetization-mode=1\r\n\
-         a=rtcp-fb:* nack pli\r\na=rtcp-mux\r\n"
+         a=rtcp-mux\r\n"
     );
     let invite = format!(
         "INVITE sip:kf@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sp};branch=z9hG4bKkf1;rport\r\n\
@@ -181,14 +182,23 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
     let mut device_pli_at: Option<Instant> = None;
     let mut device_pli_relayed: Option<Duration> = None;
     let mut device_track: Option<String> = None;
+    let mut info_relayed: Option<Duration> = None;
+    let mut info_sent_at: Option<Instant> = None;
+    let mut info_to_publisher: Option<Duration> = None;
+    let mut sip_buf = vec![0u8; 8192];
     let mut viewer_frames = 0;
     let mut device_frames = 0;
     let start = Instant::now();
-    while relayed.is_none() || device_pli_relayed.is_none() {
+    while relayed.is_none()
+        || device_pli_relayed.is_none()
+        || info_relayed.is_none()
+        || info_to_publisher.is_none()
+    {
         assert!(
             start.elapsed() < Duration::from_secs(25),
             "viewer frames {viewer_frames}, device packets {device_frames}, track {device_track:?}, \
-             asked {asked_at:?}, relayed {relayed:?}, device PLI {device_pli_at:?}"
+             asked {asked_at:?}, relayed {relayed:?}, device PLI {device_pli_at:?} → {device_pli_relayed:?}, \
+             INFO {info_relayed:?}, INFO sent {info_sent_at:?} → {info_to_publisher:?}"
         );
         tokio::select! {
             _ = tick.tick() => {
@@ -235,6 +245,38 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
                     video.send_to(&pli, gw_video).await.expect("send PLI");
                     device_pli_at = Some(Instant::now());
                 }
+                // A second later, the device asks again with SIP INFO (RFC 5168).
+                if let (Some(at), None, Some(_)) = (device_pli_at, info_sent_at, device_pli_relayed) {
+                    if at.elapsed() > Duration::from_secs(1) {
+                        let body = "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n";
+                        let info = format!(
+                            "INFO sip:kf@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sp};branch=z9hG4bKkf3;rport\r\n\
+                             Max-Forwards: 70\r\nFrom: <sip:dev@127.0.0.1>;tag=d1\r\n{to}\r\nCall-ID: kf-video-1\r\n\
+                             CSeq: 2 INFO\r\nContent-Type: application/media_control+xml\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        sip.send_to(info.as_bytes(), gw).await.expect("send INFO");
+                        info_sent_at = Some(Instant::now());
+                    }
+                }
+            }
+            r = sip.recv_from(&mut sip_buf) => {
+                let (len, from) = r.expect("recv");
+                let text = String::from_utf8_lossy(&sip_buf[..len]).into_owned();
+                assert!(!text.starts_with("SIP/2.0 4"), "the gateway refused: {text}");
+                if text.starts_with("INFO ") {
+                    assert!(text.contains("application/media_control+xml") && text.contains("picture_fast_update"), "{text}");
+                    if let (Some(a), None) = (asked_at, info_relayed) {
+                        info_relayed = Some(a.elapsed());
+                    }
+                    // 200 OK: the request's Via, From, To, Call-ID and CSeq.
+                    let head: Vec<&str> = text
+                        .lines()
+                        .filter(|l| ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.to_ascii_lowercase().starts_with(h)))
+                        .collect();
+                    let ok = format!("SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n", head.join("\r\n"));
+                    sip.send_to(ok.as_bytes(), from).await.expect("send 200");
+                }
             }
             r = video.recv_from(&mut buf) => {
                 let (len, _) = r.expect("recv");
@@ -258,6 +300,8 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
                 ClientEvent::KeyframeRequest { cid, .. } if cid == "cam" => {
                     if let (Some(a), None) = (device_pli_at, device_pli_relayed) {
                         device_pli_relayed = Some(a.elapsed());
+                    } else if let (Some(a), None) = (info_sent_at, info_to_publisher) {
+                        info_to_publisher = Some(a.elapsed());
                     }
                 }
                 _ => {}
@@ -266,7 +310,13 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
     }
     let relayed = relayed.expect("relayed");
     let device = device_pli_relayed.expect("device PLI relayed");
-    println!("room PLI → device RTCP PLI: {relayed:?}; device PLI → publisher: {device:?}");
+    let info = info_relayed.expect("INFO");
+    let info_up = info_to_publisher.expect("INFO relayed");
+    println!(
+        "room PLI → device RTCP PLI: {relayed:?}, SIP INFO: {info:?}; device PLI → publisher: {device:?}, device INFO → publisher: {info_up:?}"
+    );
+    assert!(info < Duration::from_millis(900), "{info:?}");
+    assert!(info_up < Duration::from_millis(900), "{info_up:?}");
     assert!(
         relayed < Duration::from_millis(900),
         "{relayed:?}: the gateway's retry, not the relay"

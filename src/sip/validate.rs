@@ -25,6 +25,7 @@ pub const GATEWAY: Policy = Policy {
         "application/sdp",
         "application/dtmf-relay",
         "application/dtmf",
+        "application/media_control+xml",
         "multipart/mixed",
     ],
 };
