@@ -8,7 +8,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, quantiles, Guard};
+use common::{cpu_seconds, free_port, http_get, quantiles, spawn_gateway};
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -97,21 +97,7 @@ fn main() {
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join("calls.jsonl");
-    let child = Command::new(env!("CARGO_BIN_EXE_jonction"))
-        .arg("run")
-        .env("JONCTION_HTTP__LISTEN", http.to_string())
-        .env("JONCTION_ROOMS__UDP_PORT", "0")
-        .env("JONCTION_ROOMS__BIND_IPS", "127.0.0.1")
-        .env("JONCTION_SIP__LISTEN", sip.to_string())
-        .env("JONCTION_SIP__CALL_RECORDS", &records)
-        .env("JONCTION_SIP__CODECS", "PCMU")
-        .env("JONCTION_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start jonction");
-    let pid = child.id();
-    let _guard = Guard(child);
-    std::thread::sleep(Duration::from_millis(800));
+    let (pid, _guard) = spawn_gateway(http, sip, &records, &[]);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -10,10 +10,10 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, quantiles, Guard};
+use common::{cpu_seconds, free_port, http_get, quantiles, spawn_gateway};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,25 +233,12 @@ fn main() {
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join("calls.jsonl");
-    let child = Command::new(env!("CARGO_BIN_EXE_jonction"))
-        .arg("run")
-        .env("JONCTION_HTTP__LISTEN", http.to_string())
-        .env("JONCTION_ROOMS__UDP_PORT", "0")
-        .env("JONCTION_ROOMS__BIND_IPS", "127.0.0.1")
-        .env("JONCTION_SIP__LISTEN", sip.to_string())
-        .env("JONCTION_SIP__CALL_RECORDS", &records)
-        .env("JONCTION_SIP__CODECS", "PCMU")
-        .env("JONCTION_SIP__MEDIA_TIMEOUT", "1h")
-        .env(
-            "JONCTION_LOG__LEVEL",
-            std::env::var("JONCTION_LOG__LEVEL").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start jonction");
-    let pid = child.id();
-    let _guard = Guard(child);
-    std::thread::sleep(Duration::from_millis(800));
+    let (pid, _guard) = spawn_gateway(
+        http,
+        sip,
+        &records,
+        &[("JONCTION_SIP__MEDIA_TIMEOUT", "1h")],
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -306,9 +293,11 @@ fn main() {
     println!(
         "call records: {} of {legs}; pictures published to the rooms: {}, dropped: {}, packets in: {}",
         rows.len(),
-        video("frames_to_room"),
-        video("frames_dropped"),
-        video("packets_in")
+        video("/frames_to_room"),
+        video("/h264/broken_access_units")
+            + video("/h264/oversized_nals")
+            + video("/h264/waiting_for_keyframe"),
+        video("/packets_in")
     );
     let per_leg = cpu / wall / legs as f64;
     let per_packet = Duration::from_secs_f64(cpu / packets.max(1) as f64);

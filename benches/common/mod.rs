@@ -24,6 +24,37 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Starts the gateway (`jonction run`, release build) with SIP on `sip`, HTTP on `http`, the
+/// embedded room server on loopback, PCMU only, call records in `records`, and `extra`
+/// settings; waits a moment for it to listen. `JONCTION_LOG__LEVEL` in the environment is passed
+/// on (default `warn`). Returns its pid and the guard that kills it.
+pub fn spawn_gateway(
+    http: SocketAddr,
+    sip: SocketAddr,
+    records: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> (u32, Guard) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jonction"))
+        .arg("run")
+        .env("JONCTION_HTTP__LISTEN", http.to_string())
+        .env("JONCTION_ROOMS__UDP_PORT", "0")
+        .env("JONCTION_ROOMS__BIND_IPS", "127.0.0.1")
+        .env("JONCTION_SIP__LISTEN", sip.to_string())
+        .env("JONCTION_SIP__CALL_RECORDS", records)
+        .env("JONCTION_SIP__CODECS", "PCMU")
+        .env(
+            "JONCTION_LOG__LEVEL",
+            std::env::var("JONCTION_LOG__LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
+        .envs(extra.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start jonction");
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(800));
+    (pid, Guard(child))
+}
+
 /// Kills and reaps a child process when dropped.
 pub struct Guard(pub Child);
 

@@ -257,21 +257,12 @@ impl CallMedia {
         let is_rtcp = data.len() >= 2 && (200..=206).contains(&data[1]);
         // SRTP: only authenticated packets go on (failures are counted by the session).
         let clear;
-        let data = match self.srtp.as_mut() {
-            Some(s) => {
-                let r = if is_rtcp {
-                    s.unprotect_rtcp(data)
-                } else {
-                    s.unprotect_rtp(data)
-                };
-                match r {
-                    Ok(c) => {
-                        clear = c;
-                        &clear[..]
-                    }
-                    Err(_) => return out,
-                }
+        let data = match self.srtp.as_mut().map(|s| s.unprotect(data, is_rtcp)) {
+            Some(Ok(c)) => {
+                clear = c;
+                &clear[..]
             }
+            Some(Err(_)) => return out,
             None => data,
         };
         if is_rtcp {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::media::CallMedia;
-use super::video::CallVideo;
+use super::video::{CallVideo, VideoStats};
 use super::{CallSetup, HangupCause};
 
 /// What is recorded about a call.
@@ -67,33 +67,7 @@ pub struct CallRecord {
     /// Device frames concealed because their packet never arrived (transcoded uplinks only).
     pub device_frames_concealed: u64,
     /// The video stream, when the call has one.
-    pub video: Option<VideoRecord>,
-}
-
-/// What is recorded about a call's video.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct VideoRecord {
-    /// RTP packets accepted from the device.
-    pub packets_in: u64,
-    /// Datagrams refused (strangers, SRTP failures, garbage).
-    pub packets_rejected: u64,
-    /// Pictures published to the room.
-    pub frames_to_room: u64,
-    /// RTP packets sent to the device.
-    pub packets_to_device: u64,
-    /// Keyframe requests sent to the device.
-    pub keyframe_requests_to_device: u64,
-    /// Keyframe requests sent to room publishers.
-    pub keyframe_requests_to_room: u64,
-    /// Source switches (active speaker) on the device's stream.
-    pub switches: u64,
-    /// "No video" pictures sent.
-    pub no_video_pictures: u64,
-    /// Pictures dropped: broken by loss, malformed, oversized, missing parameter sets,
-    /// waiting for a keyframe.
-    pub frames_dropped: u64,
-    /// Packets with another payload type than the negotiated one.
-    pub wrong_payload_type: u64,
+    pub video: Option<VideoStats>,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -143,23 +117,7 @@ impl CallRecord {
 
     /// Copies the video bridge's counters.
     pub fn observe_video(&mut self, v: &CallVideo) {
-        let st = v.stats();
-        let h = st.h264;
-        self.video = Some(VideoRecord {
-            packets_in: st.packets_in,
-            packets_rejected: st.packets_rejected,
-            frames_to_room: st.frames_to_room,
-            packets_to_device: st.packets_to_device,
-            keyframe_requests_to_device: st.keyframe_requests_to_device,
-            keyframe_requests_to_room: st.keyframe_requests_to_room,
-            switches: st.switches,
-            no_video_pictures: st.no_video_pictures,
-            frames_dropped: h.broken_access_units
-                + h.oversized_nals
-                + h.missing_parameter_sets
-                + h.waiting_for_keyframe,
-            wrong_payload_type: h.wrong_payload_type,
-        });
+        self.video = Some(v.stats());
     }
 
     /// Copies the media counters of the call's bridge into the record.

@@ -80,8 +80,8 @@ pub enum VideoOutput {
     },
 }
 
-/// Video counters for the call record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Video counters, as the call record holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VideoStats {
     /// RTP packets from the device accepted.
     pub packets_in: u64,
@@ -99,7 +99,8 @@ pub struct VideoStats {
     pub switches: u64,
     /// "No video" pictures sent.
     pub no_video_pictures: u64,
-    /// Depacketizer and packetizer drops.
+    /// Depacketizer and packetizer drops and repairs (broken, malformed, oversized, wrong
+    /// payload type, waiting for a keyframe, parameter sets inserted...).
     pub h264: Counters,
 }
 
@@ -292,23 +293,14 @@ impl CallVideo {
     pub fn handle_device_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let is_rtcp = rtcp::is_rtcp(data);
         let clear;
-        let data = match self.srtp.as_mut() {
-            Some(s) => {
-                let r = if is_rtcp {
-                    s.unprotect_rtcp(data)
-                } else {
-                    s.unprotect_rtp(data)
-                };
-                match r {
-                    Ok(c) => {
-                        clear = c;
-                        &clear[..]
-                    }
-                    Err(_) => {
-                        self.stats.packets_rejected += 1;
-                        return;
-                    }
-                }
+        let data = match self.srtp.as_mut().map(|s| s.unprotect(data, is_rtcp)) {
+            Some(Ok(c)) => {
+                clear = c;
+                &clear[..]
+            }
+            Some(Err(_)) => {
+                self.stats.packets_rejected += 1;
+                return;
             }
             None => data,
         };

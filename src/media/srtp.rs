@@ -323,6 +323,15 @@ impl SrtpSession {
             .map_err(|e| SrtpError::Packet(e.to_string()))
     }
 
+    /// Checks and decrypts an SRTCP packet when `rtcp`, else an SRTP packet.
+    pub fn unprotect(&mut self, data: &[u8], rtcp: bool) -> Result<Vec<u8>, SrtpError> {
+        if rtcp {
+            self.unprotect_rtcp(data)
+        } else {
+            self.unprotect_rtp(data)
+        }
+    }
+
     /// Checks and decrypts an SRTP packet; failures are counted.
     pub fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<Vec<u8>, SrtpError> {
         // webrtc-srtp indexes without checking lengths: only well-formed packets reach it.

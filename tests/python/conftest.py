@@ -16,6 +16,7 @@ import ctypes
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -270,3 +271,28 @@ def _mark_test_in_server_log(request):
     yield
     if srv is not None:
         srv.mark(f"end {request.node.nodeid}")
+
+
+class Capture:
+    """tshark on every interface with a capture filter `bpf`, writing `pcap`; started (and
+    waited for) on creation, stopped with `stop()` (SIGINT: tshark flushes the file)."""
+
+    def __init__(self, pcap: Path, bpf: str, log: Path):
+        tshark = shutil.which("tshark")
+        if tshark is None:
+            pytest.fail("tshark is not installed")
+        self.proc = subprocess.Popen(
+            [tshark, "-q", "-i", "any", "-w", str(pcap), "-f", bpf],
+            stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and b"Capturing" not in log.read_bytes():
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        time.sleep(1)  # the last packets reach the capture
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -49,11 +49,20 @@ def write_tone(path: Path, rate: int, channels: int, freq: float, seconds: float
 
 
 def baresip_config(
-    d: Path, sip_port: int, ctrl_port: int, wav: Path, codec: str, mediaenc: str | None = None
+    d: Path,
+    sip_port: int,
+    ctrl_port: int,
+    wav: Path,
+    codec: str,
+    mediaenc: str | None = None,
+    video: tuple[int, int] | None = None,
 ) -> None:
-    """baresip's config and account; `mediaenc` (e.g. `srtp-mand`) loads the srtp module."""
+    """baresip's config and account; `mediaenc` (e.g. `srtp-mand`) loads the srtp module;
+    `video` (width, height) adds H.264 (avcodec, libx264) from the fakevideo pattern."""
     (d / "rec").mkdir(parents=True, exist_ok=True)
     mods = ["g711", "g722", "opus", "alsa", "aufile", "sndfile", "cons"] + (["srtp"] if mediaenc else [])
+    if video:
+        mods += ["avcodec", "fakevideo", "swscale"]
     lines = [
         "poll_method epoll",
         f"sip_listen {CLIENT_IP}:{sip_port}",
@@ -76,10 +85,20 @@ def baresip_config(
         f"cons_listen {CLIENT_IP}:{ctrl_port + 1}",
         f"snd_path {d / 'rec'}",
     ]
+    if video:
+        lines += [
+            "video_source fakevideo,nil",
+            f"video_size {video[0]}x{video[1]}",
+            "video_bitrate 500000",
+            "video_fps 25.00",
+            "avcodec_h264enc libx264",
+            "avcodec_h264dec h264",
+        ]
     (d / "config").write_text("\n".join(lines) + "\n")
     (d / "accounts").write_text(
         f"<sip:caller@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec}"
         + (f";mediaenc={mediaenc}" if mediaenc else "")
+        + (";video_codecs=H264" if video else "")
         + "\n"
     )
     (d / "contacts").write_text("")

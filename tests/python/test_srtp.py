@@ -9,7 +9,6 @@ import asyncio
 import json
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ARTIFACTS, launch, stop
+from conftest import ARTIFACTS, Capture, launch, stop
 from test_baresip import BARESIP, CLIENT_IP, Events, baresip_config, write_tone
 from test_rooms import Rooms, collect_audio, run
 from test_sip import dominant_hz
@@ -93,13 +92,7 @@ def test_srtp_required_with_baresip():
             # baresip's media: its RTP port range (the source address of local traffic is the
             # kernel's choice, so ports identify it).
             lo, hi = sip_port * 2, sip_port * 2 + 99
-            cap = subprocess.Popen(
-                [TSHARK, "-q", "-i", "any", "-w", str(pcap), "-f", f"udp src portrange {lo}-{hi}"],
-                stdout=subprocess.DEVNULL, stderr=(ARTIFACTS / "srtp-tshark.log").open("wb"),
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and b"Capturing" not in (ARTIFACTS / "srtp-tshark.log").read_bytes():
-                await asyncio.sleep(0.2)
+            cap = Capture(pcap, f"udp src portrange {lo}-{hi}", ARTIFACTS / "srtp-tshark.log")
             proc = start_baresip(d, sip_port, ctrl_port, "srtp-mand")
             events = None
             try:
@@ -127,10 +120,7 @@ def test_srtp_required_with_baresip():
                     events.close()
                 proc.terminate()
                 proc.wait(10)
-                # SIGINT: tshark stops its capture child and flushes the file.
-                await asyncio.sleep(1)
-                cap.send_signal(signal.SIGINT)
-                cap.wait(15)
+                cap.stop()
         # What crossed the wire: RTP-shaped UDP from baresip whose payloads, read as µ-law, do
         # not carry the tone (they would, at > 50 % of the power, if they were plain RTP).
         out = subprocess.run(

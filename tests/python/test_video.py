@@ -15,18 +15,18 @@ import asyncio
 import json
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 from livekit import rtc
 
-from conftest import ARTIFACTS, launch, stop
-from test_baresip import BARESIP, CLIENT_IP, Events, write_tone
+from conftest import ARTIFACTS, Capture, launch, stop
+from test_baresip import BARESIP, baresip_config
 from test_rooms import Rooms, SinePublisher, VideoPublisher, run
 from test_srtp import connect_events
 
@@ -36,48 +36,15 @@ W, H = 640, 360
 
 
 def baresip_video_config(d: Path, sip_port: int, ctrl_port: int) -> None:
-    """baresip with H.264 video from its fakevideo pattern and silent PCMU audio."""
-    (d / "rec").mkdir(parents=True, exist_ok=True)
+    """baresip with H.264 video from its fakevideo pattern and silent PCMU audio (the room's
+    active speaker must be one of the publishers, never the device)."""
     wav = d / "silence.wav"
-    write_tone(wav, 8000, 1, 440.0, 60)
-    # Silence: the room's active speaker must be one of the publishers, never the device.
-    with open(wav, "r+b") as f:
-        f.seek(44)
-        f.write(bytes(8000 * 2 * 60))
-    mods = ["g711", "alsa", "aufile", "cons", "avcodec", "fakevideo", "swscale"]
-    lines = [
-        "poll_method epoll",
-        f"sip_listen {CLIENT_IP}:{sip_port}",
-        f"net_interface {CLIENT_IP}",
-        "audio_player alsa,null",
-        "audio_alert alsa,null",
-        f"audio_source aufile,{wav}",
-        "ausrc_format s16",
-        "auplay_format s16",
-        "video_source fakevideo,nil",
-        f"video_size {W}x{H}",
-        "video_bitrate 500000",
-        "video_fps 25.00",
-        f"rtp_ports {sip_port * 2}-{sip_port * 2 + 99}",
-        "rtcp_mux no",
-        "module_path /usr/lib/baresip/modules",
-        *[f"module {m}.so" for m in mods],
-        "module_tmp uuid.so",
-        "module_tmp account.so",
-        "module_app contact.so",
-        "module_app menu.so",
-        "module_app ctrl_tcp.so",
-        f"ctrl_tcp_listen {CLIENT_IP}:{ctrl_port}",
-        f"cons_listen {CLIENT_IP}:{ctrl_port + 1}",
-        "avcodec_h264enc libx264",
-        "avcodec_h264dec h264",
-    ]
-    (d / "config").write_text("\n".join(lines) + "\n")
-    (d / "accounts").write_text(
-        f"<sip:caller@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;"
-        "audio_codecs=PCMU/8000/1;video_codecs=H264\n"
-    )
-    (d / "contacts").write_text("")
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(8000 * 2 * 60))
+    baresip_config(d, sip_port, ctrl_port, wav, "PCMU/8000/1", video=(W, H))
 
 
 def depacketize(payloads: list[bytes]) -> bytes:
@@ -183,14 +150,7 @@ def test_h264_video_both_ways_with_baresip_and_speaker_switches():
     async def main():
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
-            tlog = ARTIFACTS / "video-tshark.log"
-            cap = subprocess.Popen(
-                [TSHARK, "-q", "-i", "any", "-w", str(pcap), "-f", f"udp dst portrange {lo}-{hi}"],
-                stdout=subprocess.DEVNULL, stderr=tlog.open("wb"),
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and b"Capturing" not in tlog.read_bytes():
-                await asyncio.sleep(0.2)
+            cap = Capture(pcap, f"udp dst portrange {lo}-{hi}", ARTIFACTS / "video-tshark.log")
             baresip_video_config(d, sip_port, ctrl_port)
             proc = subprocess.Popen(
                 [BARESIP, "-f", str(d)], stdin=subprocess.DEVNULL,
@@ -256,9 +216,7 @@ def test_h264_video_both_ways_with_baresip_and_speaker_switches():
                     events.close()
                 proc.terminate()
                 proc.wait(10)
-                await asyncio.sleep(1)
-                cap.send_signal(signal.SIGINT)
-                cap.wait(15)
+                cap.stop()
 
     try:
         run(main(), budget=110)

@@ -72,7 +72,7 @@ pub mod nal_type {
 
 /// Drop and repair counters, a plain struct for the caller's metrics. Each component counts
 /// what it sees; [`Counters::add`] sums them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Access units delivered.
     pub access_units: u64,

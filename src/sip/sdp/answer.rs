@@ -202,14 +202,7 @@ pub(super) fn negotiated(
     direction: Direction,
     our_ptime: Option<u32>,
 ) -> Negotiated {
-    let remote_rtp = SocketAddr::new(remote_ip, remote.port);
-    let remote_rtcp = match (rtcp_mux, remote.rtcp) {
-        (true, _) => remote_rtp,
-        (false, Some(rtcp)) => SocketAddr::new(rtcp.ip.unwrap_or(remote_ip), rtcp.port),
-        (false, None) => {
-            SocketAddr::new(remote_ip, remote.port.checked_add(1).unwrap_or(remote.port))
-        }
-    };
+    let (remote_rtp, remote_rtcp) = remote_addresses(remote_ip, remote, rtcp_mux);
     let mut ptime = remote
         .ptime
         .filter(|p| (10..=120).contains(p))
@@ -234,6 +227,24 @@ pub(super) fn negotiated(
         srtp: None,
         video: None,
     }
+}
+
+/// Where to send a stream's RTP and RTCP: RTCP to the RTP address with rtcp-mux, else to
+/// `a=rtcp`, else to the RTP port + 1 (RFC 3605, RFC 5761).
+pub(super) fn remote_addresses(
+    remote_ip: IpAddr,
+    remote: &MediaDescription,
+    rtcp_mux: bool,
+) -> (SocketAddr, SocketAddr) {
+    let rtp = SocketAddr::new(remote_ip, remote.port);
+    let rtcp = match (rtcp_mux, remote.rtcp) {
+        (true, _) => rtp,
+        (false, Some(rtcp)) => SocketAddr::new(rtcp.ip.unwrap_or(remote_ip), rtcp.port),
+        (false, None) => {
+            SocketAddr::new(remote_ip, remote.port.checked_add(1).unwrap_or(remote.port))
+        }
+    };
+    (rtp, rtcp)
 }
 
 /// The session-level part of a description we write: `v=`, a placeholder `o=` (set by

@@ -12,8 +12,6 @@
 //! - RTCP feedback: the subset of `nack`, `nack pli`, `ccm fir`, `ccm tmmbr` and `goog-remb` that
 //!   the offer lists for that payload type (or for `*`).
 
-use std::net::SocketAddr;
-
 use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
 use super::negotiated::{NegotiatedVideo, SrtpKeys, VideoFeedback};
 use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
@@ -269,14 +267,7 @@ pub(super) fn negotiate_video(
         .reversed()
         .intersect(local.direction());
     let rtcp_mux = policy.rtcp_mux && media.rtcp_mux;
-    let remote_rtp = SocketAddr::new(remote_ip, media.port);
-    let remote_rtcp = match (rtcp_mux, media.rtcp) {
-        (true, _) => remote_rtp,
-        (false, Some(rtcp)) => SocketAddr::new(rtcp.ip.unwrap_or(remote_ip), rtcp.port),
-        (false, None) => {
-            SocketAddr::new(remote_ip, media.port.checked_add(1).unwrap_or(media.port))
-        }
-    };
+    let (remote_rtp, remote_rtcp) = super::answer::remote_addresses(remote_ip, media, rtcp_mux);
     let has = |fb: &str| {
         va.rtcp_fb
             .iter()
