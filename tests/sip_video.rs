@@ -324,3 +324,110 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
     assert!(device < Duration::from_millis(900), "{device:?}");
     running.stop().await;
 }
+
+/// A delayed offer (INVITE without SDP, as Cisco CUCM and Expressway send): our 200 OK offers
+/// audio and H.264, the ACK answers with both, and the device's pictures reach the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_offer_video_reaches_the_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(&dir.path().join("calls.jsonl")).await;
+    let gw = running.sip_addr.expect("SIP runs");
+    let keys = Keys::new("devkey", "secret");
+    let url = format!("ws://{}", running.http_addr);
+    let token = keys.mint(&TokenRequest::new("do", "viewer")).expect("mint");
+    let mut viewer = RoomLink::connect(&url, &token, LO)
+        .await
+        .expect("viewer connects");
+    wait_for(&mut viewer, "viewer joined", |e| {
+        matches!(e, ClientEvent::Joined { .. })
+    })
+    .await;
+
+    let sip = UdpSocket::bind((LO, 0)).await.expect("sip socket");
+    let audio = UdpSocket::bind((LO, 0)).await.expect("audio socket");
+    let video = UdpSocket::bind((LO, 0)).await.expect("video socket");
+    let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
+    let (sp, ap, vp) = (port(&sip), port(&audio), port(&video));
+    let invite = format!(
+        "INVITE sip:do@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sp};branch=z9hG4bKdo1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:dev@127.0.0.1>;tag=d2\r\nTo: <sip:do@{gw}>\r\n\
+         Call-ID: do-video-1\r\nCSeq: 1 INVITE\r\nContact: <sip:dev@127.0.0.1:{sp}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    sip.send_to(invite.as_bytes(), gw)
+        .await
+        .expect("send INVITE");
+    let ok = response(&sip, 200).await;
+    assert!(ok.contains("m=video "), "no video offered:\n{ok}");
+    let to = ok
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .expect("To")
+        .to_string();
+    let gw_video: u16 = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=video "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("video port");
+    let sdp = format!(
+        "v=0\r\no=dev 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {ap} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n\
+         m=video {vp} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+         a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-fb:96 nack pli\r\na=rtcp-mux\r\n"
+    );
+    let ack = format!(
+        "ACK sip:do@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sp};branch=z9hG4bKdo2;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:dev@127.0.0.1>;tag=d2\r\n{to}\r\nCall-ID: do-video-1\r\n\
+         CSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sip.send_to(ack.as_bytes(), gw).await.expect("send ACK");
+    let dest = SocketAddr::new(LO, gw_video);
+
+    let aus = stream();
+    let mut pk = Packetizer::new(PacketizationMode::NonInterleaved, WEBRTC_MAX_PAYLOAD);
+    let mut tick = tokio::time::interval(Duration::from_millis(33));
+    let (mut n, mut seq, mut frames) = (0usize, 0u16, 0usize);
+    let mut size = None;
+    let start = Instant::now();
+    while frames < 15 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{frames} frames reached the room"
+        );
+        tokio::select! {
+            _ = tick.tick() => {
+                let au = &aus[n % aus.len()];
+                let ts = 3000 * n as u32;
+                n += 1;
+                let mut pkts = Vec::new();
+                pk.packetize(au, |payload, marker| {
+                    seq = seq.wrapping_add(1);
+                    let mut p = Vec::new();
+                    RtpWriter::new(96, seq, ts, Ssrc(0x5eed))
+                        .marker(marker)
+                        .write(payload, &mut p)
+                        .expect("rtp");
+                    pkts.push(p);
+                });
+                for p in pkts {
+                    video.send_to(&p, dest).await.expect("send RTP");
+                }
+            }
+            ev = viewer.next_event() => match ev.expect("viewer link") {
+                ClientEvent::Participant(p) if p.identity.starts_with("sip_") => {
+                    size = p.tracks.iter().find(|t| t.r#type == proto::TrackType::Video as i32).map(|t| (t.width, t.height)).or(size);
+                }
+                ClientEvent::Media { data, .. } if data.params.spec().codec == str0m::format::Codec::H264 => frames += 1,
+                _ => {}
+            },
+        }
+    }
+    assert_eq!(
+        size,
+        Some((640, 360)),
+        "the device's track is announced at its SPS size"
+    );
+    running.stop().await;
+}

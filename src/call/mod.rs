@@ -231,14 +231,7 @@ async fn bridge(
     if let (Some(pin), Some(m), 0) = (s.pin.as_deref(), media.as_mut(), others) {
         pin_phase::play(m, Prompt::FirstParticipant, pin.language);
     }
-    let mut video = start_video(s, s.negotiated.as_ref(), &me);
-    for p in link.client().remote().values().cloned().collect::<Vec<_>>() {
-        if let Some(v) = video.as_mut() {
-            debug!(call = s.id.0, participant = %p.sid, tracks = ?p.tracks, "participant at join");
-            v.set_participant_video(Instant::now(), &p.sid, video_track(&p));
-        }
-    }
-    drain_video(s, &mut video, &mut link, tx);
+    let mut video = start_video(s, s.negotiated.as_ref(), &me, &mut link, tx);
     let mut buf = vec![0u8; 2048];
     let mut vbuf = vec![0u8; 2048];
     let mut cbuf = vec![0u8; 1500];
@@ -412,13 +405,14 @@ async fn bridge(
                         m.renegotiated(&n, Instant::now(), s.media_timeout);
                         match (video.as_mut(), n.video.as_ref()) {
                             (Some(v), Some(nv)) => v.renegotiated(nv),
-                            (None, Some(_)) => video = start_video(s, Some(&n), &me),
+                            (None, Some(_)) => video = start_video(s, Some(&n), &me, &mut link, tx),
                             (Some(_), None) => video = None,
                             (None, None) => {}
                         }
                     }
                     None => {
                         media = start_media(s, &n, rec);
+                        video = start_video(s, Some(&n), &me, &mut link, tx);
                         match media.as_mut() {
                             Some(m) => choose_uplink(s, &publish_codecs, m),
                             None => {
@@ -485,25 +479,37 @@ async fn bridge(
     }
 }
 
-/// Starts the video bridge when the device negotiated video and the front gave it a port.
-fn start_video(s: &CallSetup, n: Option<&Negotiated>, me: &str) -> Option<CallVideo> {
+/// Starts the video bridge when the device negotiated video and the front gave it a port,
+/// with the room's participants as they are now.
+fn start_video(
+    s: &CallSetup,
+    n: Option<&Negotiated>,
+    me: &str,
+    link: &mut RoomLink,
+    tx: &mpsc::UnboundedSender<FromCall>,
+) -> Option<CallVideo> {
     let nv = n?.video.as_ref()?;
     s.video_rtp.as_ref()?;
-    match CallVideo::new(Instant::now(), nv, me) {
-        Ok(v) => {
-            info!(
-                call = s.id.0,
-                pt = nv.pt,
-                mode = nv.packetization_mode,
-                "video bridged"
-            );
-            Some(v)
-        }
+    let now = Instant::now();
+    let mut v = match CallVideo::new(now, nv, me) {
+        Ok(v) => v,
         Err(e) => {
             warn!(call = s.id.0, "video not started: {e}");
-            None
+            return None;
         }
+    };
+    info!(
+        call = s.id.0,
+        pt = nv.pt,
+        mode = nv.packetization_mode,
+        "video bridged"
+    );
+    for p in link.client().remote().values() {
+        v.set_participant_video(now, &p.sid, video_track(p));
     }
+    let mut video = Some(v);
+    drain_video(s, &mut video, link, tx);
+    video
 }
 
 /// Waits for a datagram on the video port (forever when the call has none).

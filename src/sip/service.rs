@@ -348,10 +348,13 @@ impl SipFront {
             return;
         };
         // A second port for the main video stream, when one is offered and video is on.
-        let video_rtp = offer
+        // (A delayed offer gets one too: our offer in the 200 OK carries video.)
+        let wants_video = offer
             .as_ref()
-            .filter(|o| self.policy.video_kbps.is_some() && sdp::answer_video(o, 1).is_some())
-            .and_then(|_| self.bind_rtp_pair());
+            .is_none_or(|o| sdp::answer_video(o, 1).is_some());
+        let video_rtp = (self.policy.video_kbps.is_some() && wants_video)
+            .then(|| self.bind_rtp_pair())
+            .flatten();
         let video_port = video_rtp
             .as_ref()
             .and_then(|(s, _)| s.local_addr().ok())

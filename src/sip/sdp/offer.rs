@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::answer::{negotiated, rejected, session_skeleton, AudioLine};
 use super::codec::RtpCodec;
 use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
-use super::negotiated::{Negotiated, NegotiationError, SrtpKeys};
+use super::negotiated::{Negotiated, NegotiatedVideo, NegotiationError, SrtpKeys};
 use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
 use super::session::LocalSdp;
 use crate::media::srtp::{CryptoAttribute, SrtpSuite};
@@ -17,7 +17,8 @@ const FIRST_DYNAMIC_PT: u8 = 96;
 /// The payload type most devices expect for `telephone-event/8000`.
 const TELEPHONE_EVENT_8K_PT: u8 = 101;
 
-/// A fresh offer with a single audio m-line: every codec of `policy` in its order (static
+/// A fresh offer with an audio m-line (and a video one when `local` has a video port and the
+/// policy takes video, see [`video_offer`]): every codec of `policy` in its order (static
 /// payload types where RFC 3551 has one, dynamic ones from 96), then `telephone-event` once
 /// per clock rate among them (101 for 8 kHz), `a=ptime`, `a=rtcp-mux` if enabled, and
 /// `local`'s direction.
@@ -66,7 +67,117 @@ pub fn offer(policy: &MediaPolicy, local: &LocalMedia) -> LocalSdp {
         crypto: required.then(|| CryptoAttribute::generate(1, SrtpSuite::ALL[1]).to_sdp()),
     };
     body.medias.push(audio.build());
+    if let (Some(port), Some(kbps)) = (local.video_port(), policy.video_kbps) {
+        body.medias
+            .push(video_offer(port, kbps, policy, local, required));
+    }
     LocalSdp::new(body, address)
+}
+
+/// Payload types of our H.264 offer: packetization-mode 1, then 0.
+const VIDEO_PTS: [(u8, u8); 2] = [(96, 1), (97, 0)];
+
+/// Our main video m-line: H.264 Constrained Baseline level 3.1 in packetization modes 1 and
+/// 0 (what every room system and browser decodes; a remux cannot offer more than the room's
+/// publishers send), the RTCP feedback we act on, `a=content:main`, `b=AS`.
+fn video_offer(
+    port: u16,
+    kbps: u32,
+    policy: &MediaPolicy,
+    local: &LocalMedia,
+    srtp: bool,
+) -> sdp_types::Media {
+    let formats: Vec<String> = VIDEO_PTS.iter().map(|(pt, _)| pt.to_string()).collect();
+    let mut m = sdp_types::Media::new(
+        sdp_types::MediaType::Video,
+        port,
+        if srtp {
+            sdp_types::TransportProto::RtpSavp
+        } else {
+            sdp_types::TransportProto::RtpAvp
+        },
+        formats.join(" "),
+    );
+    m.bandwidths.push(sdp_types::Bandwidth {
+        bwtype: "AS".into(),
+        bandwidth: u64::from(kbps),
+    });
+    for (pt, mode) in VIDEO_PTS {
+        m.add_attribute_with_value("rtpmap", format!("{pt} H264/90000"));
+        m.add_attribute_with_value(
+            "fmtp",
+            format!(
+                "{pt} profile-level-id=42e01f;packetization-mode={mode};level-asymmetry-allowed=1"
+            ),
+        );
+        for fb in super::RTCP_FEEDBACK.iter().filter(|fb| **fb != "goog-remb") {
+            m.add_attribute_with_value("rtcp-fb", format!("{pt} {fb}"));
+        }
+    }
+    if policy.rtcp_mux {
+        m.add_attribute(sdp_types::Attribute::new("rtcp-mux"));
+    }
+    if srtp {
+        m.add_attribute_with_value(
+            "crypto",
+            CryptoAttribute::generate(1, SrtpSuite::ALL[1]).to_sdp(),
+        );
+    }
+    m.add_attribute_with_value("content", "main");
+    m.add_attribute(sdp_types::Attribute::new(local.direction().as_str()));
+    m
+}
+
+/// The video stream set up by the answer to our offer, if our video m-line was accepted with
+/// an H.264 format we offered (anything else leaves the call audio-only).
+fn accept_video_answer(
+    offer: &SessionDescription,
+    answer: &SessionDescription,
+) -> Option<NegotiatedVideo> {
+    let index = offer
+        .media
+        .iter()
+        .position(|m| m.kind == MediaKind::Video && m.port != 0)?;
+    let (ours, theirs) = (&offer.media[index], answer.media.get(index)?);
+    if theirs.port == 0 {
+        return None;
+    }
+    let pt = *theirs.payload_types().first()?;
+    let (_, mode) = VIDEO_PTS.iter().find(|(p, _)| *p == pt)?;
+    let format = super::h264_formats(theirs).into_iter().find(|f| f.pt == pt);
+    let remote_ip = answer.connection_of(theirs)?.ip?;
+    let rtcp_mux = ours.rtcp_mux && theirs.rtcp_mux;
+    let (remote_rtp, remote_rtcp) = super::answer::remote_addresses(remote_ip, theirs, rtcp_mux);
+    let fb = super::rtcp_feedback(answer, index, pt);
+    let has = |x: &str| {
+        fb.iter()
+            .any(|l| l.split_once(' ').is_some_and(|(_, v)| v == x))
+    };
+    let ours_kbps = super::bandwidth_kbps(offer, index).unwrap_or(super::DEFAULT_VIDEO_KBPS);
+    Some(NegotiatedVideo {
+        media_index: index,
+        pt,
+        packetization_mode: *mode,
+        profile_level_id: format
+            .filter(|f| f.explicit_profile)
+            .map_or(super::ProfileLevelId::parse("42e01f")?, |f| {
+                f.profile_level_id
+            }),
+        remote_rtp,
+        remote_rtcp,
+        rtcp_mux,
+        direction: offer
+            .direction_of(ours)
+            .intersect(answer.direction_of(theirs).reversed()),
+        feedback: super::VideoFeedback {
+            pli: has("nack pli"),
+            fir: has("ccm fir"),
+            nack: has("nack"),
+            tmmbr: has("ccm tmmbr"),
+        },
+        max_kbps: super::bandwidth_kbps(answer, index).map_or(ours_kbps, |k| k.min(ours_kbps)),
+        srtp: answered_keys(ours, theirs).ok().flatten(),
+    })
 }
 
 /// A re-offer in an established dialog (hold, resume, refresh): the m-lines of `previous`
@@ -116,13 +227,15 @@ pub fn reoffer(
 }
 
 /// Checks the peer's `answer` to our `offer` (both parsed) and returns the stream it sets up:
-/// same m-line count, our audio m-line accepted, its first codec one we offered (by payload
+/// no more m-lines than offered (fewer: the missing ones are refused), our audio m-line accepted, its first codec one we offered (by payload
 /// type and name), the direction ours limited by the answer's reversed.
 pub fn accept_answer(
     offer: &SessionDescription,
     answer: &SessionDescription,
 ) -> Result<Negotiated, NegotiationError> {
-    if offer.media.len() != answer.media.len() {
+    // RFC 3264 §6 wants as many m-lines as offered; UAs that do not do video often answer our
+    // audio+video offer with their audio line alone: missing trailing lines count as refused.
+    if answer.media.len() > offer.media.len() || answer.media.is_empty() {
         return Err(NegotiationError::MediaCountMismatch {
             offer: offer.media.len(),
             answer: answer.media.len(),
@@ -138,7 +251,10 @@ pub fn accept_answer(
         })
         .ok_or(NegotiationError::NoAudio)?;
     let ours = &offer.media[index];
-    let theirs = &answer.media[index];
+    let theirs = answer
+        .media
+        .get(index)
+        .ok_or(NegotiationError::AudioRejected)?;
     if theirs.port == 0 {
         return Err(NegotiationError::AudioRejected);
     }
@@ -161,6 +277,7 @@ pub fn accept_answer(
         index, pt, codec, dtmf_pt, remote_ip, theirs, rtcp_mux, direction, ours.ptime,
     );
     n.srtp = srtp;
+    n.video = accept_video_answer(offer, answer);
     Ok(n)
 }
 

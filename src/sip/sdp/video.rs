@@ -551,4 +551,49 @@ mod tests {
         let (a, _) = answer_text(&o, &policy);
         assert_eq!(a.negotiated.video, None);
     }
+
+    #[test]
+    fn delayed_offers_carry_video_and_the_answer_sets_it_up() {
+        let local = LocalMedia::new("203.0.113.5".parse().expect("ip"), 30000)
+            .expect("local")
+            .with_video_port(30002);
+        let ours = super::super::offer(&MediaPolicy::default(), &local);
+        let text = super::super::SdpSession::new(1).render(&ours);
+        assert!(
+            text.contains("m=video 30002 RTP/AVP 96 97\r\nb=AS:2500\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=fmtp:97 profile-level-id=42e01f;packetization-mode=0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=rtcp-fb:96 nack pli\r\n") && text.contains("a=content:main"),
+            "{text}"
+        );
+        let offer = SessionDescription::parse(text.as_bytes()).expect("our offer parses");
+        // A mode-0 device answers 97, 768 kbit/s, PLI only, no rtcp-mux.
+        let answer = "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+            m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+            m=video 40002 RTP/AVP 97\r\nb=AS:768\r\na=rtpmap:97 H264/90000\r\n\
+            a=fmtp:97 profile-level-id=42801e;packetization-mode=0\r\na=rtcp-fb:97 nack pli\r\n";
+        let answer = SessionDescription::parse(answer.as_bytes()).expect("answer");
+        let n = super::super::accept_answer(&offer, &answer).expect("accepted");
+        let v = n.video.expect("video");
+        assert_eq!((v.pt, v.packetization_mode, v.max_kbps), (97, 0, 768));
+        assert_eq!(v.profile_level_id.level_idc, 30);
+        assert_eq!(v.remote_rtcp, "192.0.2.9:40003".parse().expect("addr"));
+        assert!(v.feedback.pli && !v.feedback.fir);
+        // Video refused in the answer: an audio call.
+        let refused = "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+            m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 0 RTP/AVP 96\r\n";
+        let refused = SessionDescription::parse(refused.as_bytes()).expect("answer");
+        let n = super::super::accept_answer(&offer, &refused).expect("accepted");
+        assert_eq!(n.video, None);
+        // Without a video port, the offer is audio only.
+        let audio_only = LocalMedia::new("203.0.113.5".parse().expect("ip"), 30000).expect("local");
+        let text = super::super::SdpSession::new(1)
+            .render(&super::super::offer(&MediaPolicy::default(), &audio_only));
+        assert!(!text.contains("m=video"), "{text}");
+    }
 }
