@@ -2,11 +2,15 @@
 # Installs everything jonction needs to build, run and test on Debian 12 (idempotent).
 #   integration/setup.sh            build + run prerequisites
 #   integration/setup.sh --test     also the test peers (Chromium, Python livekit SDK, tshark, ...)
+#   integration/setup.sh --bench    also what the whole-process benches drive (sipp, rtpengine);
+#                                   not part of CI (`.ci/run` uses --test)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 want_test=0
+want_bench=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--bench" ] && want_bench=1
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -14,10 +18,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs=(build-essential pkg-config cmake curl ca-certificates nodejs npm)
 test_pkgs=(chromium iproute2 tshark ffmpeg sox espeak-ng sip-tester baresip baresip-ffmpeg)
+# benches/transcode_compare.rs runs rtpengine in the foreground itself (userspace, --table=-1);
+# the package's own service is never started by the benches.
+bench_pkgs=(sip-tester rtpengine-daemon)
 
 missing=()
 pkgs=("${build_pkgs[@]}")
 [ $want_test -eq 1 ] && pkgs+=("${test_pkgs[@]}")
+[ $want_bench -eq 1 ] && pkgs+=("${bench_pkgs[@]}")
 for p in "${pkgs[@]}"; do
   # node/npm may come from elsewhere (nodesource, nvm): only install when the command is absent.
   case "$p" in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
