@@ -15,7 +15,7 @@ use super::endpoint::ClientKey;
 use super::endpoint::{tag_of, Endpoint, Output, Peer, ServerKey, Transport};
 use super::media_control;
 use super::message::{Header, Message};
-use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
+use super::sdp::{self, LocalMedia, MediaPolicy, Negotiated, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
 use crate::call::admission::{Admission, Caller, Decision};
@@ -48,6 +48,8 @@ struct CallEntry {
     refresh_retry: Option<std::time::Instant>,
     /// The call's media policy: the configuration's, with the route's SRTP policy.
     policy: MediaPolicy,
+    /// The media the call runs now (re-offers keep its SRTP keys when the peer's are the same).
+    negotiated: Option<Negotiated>,
 }
 
 /// What one of our requests was for.
@@ -416,7 +418,7 @@ impl SipFront {
             room: room.clone(),
             caller,
             callee: called.clone(),
-            negotiated,
+            negotiated: negotiated.clone(),
             rtp,
             video_rtp,
             livekit_url: self.ctx.livekit_url.clone(),
@@ -444,6 +446,7 @@ impl SipFront {
                 delayed_offer,
                 refresh_retry: None,
                 policy,
+                negotiated,
             },
         );
     }
@@ -514,10 +517,14 @@ impl SipFront {
                 let result = SessionDescription::parse(&msg.body)
                     .ok()
                     .zip(local)
-                    .map(|(o, l)| sdp::answer(&o, &c.policy, &l));
+                    .map(|(o, l)| match &c.negotiated {
+                        Some(current) => sdp::reanswer(&o, &c.policy, &l, current),
+                        None => sdp::answer(&o, &c.policy, &l),
+                    });
                 match result {
                     Some(Ok(a)) => {
                         c.answer_sdp = c.sdp.render(&a.sdp);
+                        c.negotiated = Some(a.negotiated.clone());
                         let _ = c.to_call.send(ToCall::Media(Box::new(a.negotiated)));
                         let mut r = c.dialog.response(&msg, 200, "OK", Some(&c.answer_sdp));
                         refresh_timer(c, &msg, &mut r, self.cfg.session_expires);
@@ -601,6 +608,7 @@ impl SipFront {
                     .map(|(o, a)| sdp::accept_answer(&o, &a));
                 match negotiated {
                     Some(Ok(n)) => {
+                        c.negotiated = Some(n.clone());
                         let _ = c.to_call.send(ToCall::Media(Box::new(n)));
                     }
                     other => {

@@ -40,6 +40,27 @@ pub fn answer(
     policy: &MediaPolicy,
     local: &LocalMedia,
 ) -> Result<Answer, Reject> {
+    answer_keeping(offer, policy, local, None)
+}
+
+/// Answers a re-offer in an established dialog like [`answer`], keeping our SDES keys for every
+/// stream whose peer key did not change (RFC 4568 §7.1.4 lets the answerer rekey; devices that
+/// do not expect it on a session refresh would lose our media).
+pub fn reanswer(
+    offer: &SessionDescription,
+    policy: &MediaPolicy,
+    local: &LocalMedia,
+    current: &Negotiated,
+) -> Result<Answer, Reject> {
+    answer_keeping(offer, policy, local, Some(current))
+}
+
+fn answer_keeping(
+    offer: &SessionDescription,
+    policy: &MediaPolicy,
+    local: &LocalMedia,
+    current: Option<&Negotiated>,
+) -> Result<Answer, Reject> {
     let agent = warn_agent(local.address());
     let reject = |error| Reject::new(error, &agent);
 
@@ -84,13 +105,14 @@ pub fn answer(
     );
     // SDES: our own key, same suite and tag as the line we accept (RFC 4568 §7.1.1).
     let mut negotiated = negotiated;
-    negotiated.srtp = remote_key.map(|remote| SrtpKeys {
-        local: CryptoAttribute::generate(remote.tag, remote.suite),
-        remote,
-    });
+    negotiated.srtp =
+        remote_key.map(|remote| keys_for(remote, current.and_then(|c| c.srtp.as_ref())));
     let crypto = negotiated.srtp.as_ref().map(|k| k.local.to_sdp());
 
-    let video = super::video::negotiate_video(offer, policy, local);
+    let current_video_keys = current
+        .and_then(|c| c.video.as_ref())
+        .and_then(|v| v.srtp.as_ref());
+    let video = super::video::negotiate_video(offer, policy, local, current_video_keys);
     let address = local.address_for(Some(remote_ip));
     let mut body = session_skeleton(address);
     for (i, m) in offer.media.iter().enumerate() {
@@ -118,6 +140,16 @@ pub fn answer(
         sdp: LocalSdp::new(body, address),
         negotiated,
     })
+}
+
+/// Our SDES keys answering the peer's `remote`: the current ones when the peer's key is the
+/// same as before, a fresh key of the same suite and tag otherwise.
+pub(super) fn keys_for(remote: CryptoAttribute, current: Option<&SrtpKeys>) -> SrtpKeys {
+    let local = current
+        .filter(|k| k.remote == remote)
+        .map(|k| k.local.clone())
+        .unwrap_or_else(|| CryptoAttribute::generate(remote.tag, remote.suite));
+    SrtpKeys { local, remote }
 }
 
 /// What [`choose_stream`] picked: m-line index, payload type, the offered codec, ours, and the

@@ -22,7 +22,7 @@ mod policy;
 mod session;
 mod video;
 
-pub use answer::{answer, Answer};
+pub use answer::{answer, reanswer, Answer};
 pub use codec::{
     fmtp_params, static_payload, OpusParams, RtpCodec, OPUS_FMTP, TELEPHONE_EVENT,
     TELEPHONE_EVENT_FMTP,

@@ -15,7 +15,7 @@
 use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
 use super::negotiated::{NegotiatedVideo, SrtpKeys, VideoFeedback};
 use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
-use crate::media::srtp::{choose_offered, CryptoAttribute};
+use crate::media::srtp::choose_offered;
 
 /// The feedback messages jonction handles on the SIP video leg.
 pub const RTCP_FEEDBACK: [&str; 5] = ["nack", "nack pli", "ccm fir", "ccm tmmbr", "goog-remb"];
@@ -250,6 +250,7 @@ pub(super) fn negotiate_video(
     offer: &SessionDescription,
     policy: &MediaPolicy,
     local: &LocalMedia,
+    current_keys: Option<&SrtpKeys>,
 ) -> Option<(NegotiatedVideo, sdp_types::Media)> {
     let (max_kbps, port) = (policy.video_kbps?, local.video_port()?);
     let va = answer_video(offer, max_kbps)?;
@@ -279,10 +280,7 @@ pub(super) fn negotiate_video(
         nack: has("nack"),
         tmmbr: has("ccm tmmbr"),
     };
-    let srtp = key.map(|remote| SrtpKeys {
-        local: CryptoAttribute::generate(remote.tag, remote.suite),
-        remote,
-    });
+    let srtp = key.map(|remote| super::answer::keys_for(remote, current_keys));
 
     let pt = va.format.pt;
     let mut m = sdp_types::Media::new(
@@ -595,5 +593,51 @@ mod tests {
         let text = super::super::SdpSession::new(1)
             .render(&super::super::offer(&MediaPolicy::default(), &audio_only));
         assert!(!text.contains("m=video"), "{text}");
+    }
+
+    #[test]
+    fn re_offers_keep_our_keys_unless_the_peer_rekeys() {
+        let key = |k: &str| format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{k}\r\n");
+        let sdp = |k: &str| {
+            format!(
+                "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+                 m=audio 40000 RTP/SAVP 0\r\n{}m=video 40002 RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                 a=fmtp:96 packetization-mode=1\r\n{}",
+                key(k),
+                key(k)
+            )
+        };
+        let first =
+            SessionDescription::parse(sdp("d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj").as_bytes())
+                .expect("sdp");
+        let local = LocalMedia::new("203.0.113.5".parse().expect("ip"), 30000)
+            .expect("local")
+            .with_video_port(30002);
+        let policy = MediaPolicy::default();
+        let a = super::super::answer(&first, &policy, &local).expect("answer");
+        let n = a.negotiated;
+        let (audio, video) = (
+            n.srtp.clone().expect("audio keys"),
+            n.video.clone().and_then(|v| v.srtp).expect("video keys"),
+        );
+        // A session refresh with the same keys: ours stay.
+        let again = super::super::reanswer(&first, &policy, &local, &n).expect("re-answer");
+        assert_eq!(again.negotiated.srtp.as_ref(), Some(&audio));
+        assert_eq!(
+            again
+                .negotiated
+                .video
+                .as_ref()
+                .and_then(|v| v.srtp.as_ref()),
+            Some(&video)
+        );
+        // The peer rekeys: so do we.
+        let rekeyed =
+            SessionDescription::parse(sdp("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk").as_bytes())
+                .expect("sdp");
+        let b = super::super::reanswer(&rekeyed, &policy, &local, &n).expect("re-answer");
+        let k = b.negotiated.srtp.expect("keys");
+        assert_ne!(k.local, audio.local);
+        assert_ne!(k.remote, audio.remote);
     }
 }
