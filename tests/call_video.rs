@@ -13,7 +13,7 @@ use jonction::media::h264::packetize::{PacketizationMode, Packetizer, WEBRTC_MAX
 use jonction::media::h264::AccessUnit;
 use jonction::media::rtp::packet::{RtpPacket, RtpWriter};
 use jonction::media::rtp::rtcp::{
-    parse_compound, write_compound, Pli, RtcpPacket, Tmmb, TmmbEntry,
+    parse_compound, write_compound, Nack, Pli, RtcpPacket, Tmmb, TmmbEntry,
 };
 use jonction::media::rtp::Ssrc;
 use jonction::sip::sdp::{Direction, NegotiatedVideo, ProfileLevelId, VideoFeedback};
@@ -300,6 +300,7 @@ fn the_device_sees_one_stream_across_speaker_switches() {
     let t0 = Instant::now();
     let feedback = VideoFeedback {
         pli: true,
+        nack: true,
         ..Default::default()
     };
     let mut v = CallVideo::new(t0, &negotiated(feedback), "PA_me").expect("video");
@@ -402,6 +403,39 @@ fn the_device_sees_one_stream_across_speaker_switches() {
         Some(&(true, 1280, 720)),
         "{settings:?}"
     );
+
+    // The device's NACK gets the lost packets again, byte for byte.
+    let lost: Vec<u16> = [10usize, 11, 40]
+        .iter()
+        .map(|&k| {
+            RtpPacket::parse(&sent[sent.len() - 50 + k])
+                .expect("rtp")
+                .seq()
+        })
+        .collect();
+    let mut nack = Vec::new();
+    write_compound(
+        &[RtcpPacket::Nack(Nack::from_lost(
+            Ssrc(5),
+            sent_ssrc(&sent),
+            &lost,
+        ))],
+        &mut nack,
+    )
+    .expect("nack");
+    v.handle_device_datagram(now, "192.0.2.9:40003".parse().expect("addr"), &nack);
+    let again: Vec<Vec<u8>> = drain(&mut v)
+        .into_iter()
+        .filter_map(|o| match o {
+            VideoOutput::ToDevice(_, d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again.len(), 3);
+    for (k, d) in [10usize, 11, 40].iter().zip(&again) {
+        assert_eq!(d, &sent[sent.len() - 50 + k]);
+    }
+    assert_eq!(v.stats().retransmissions, 3);
 
     // The device's PLI goes to the publisher it is shown.
     let mut pli = Vec::new();

@@ -9,7 +9,7 @@
 //!   device's mode and spliced into one continuous stream by the [`StreamSwitcher`] (one SSRC,
 //!   continuous sequence numbers and timestamps, switches at keyframes). With nobody to show,
 //!   a still "no video" picture, once a second. The device's PLI/FIR/INFO reach the shown
-//!   publisher.
+//!   publisher; its NACKs are served from the last packets sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -38,6 +38,8 @@ const DEVICE_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 const DEVICE_KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 /// RTP payload limit toward devices in packetization mode 1 (WebRTC's; fits any path MTU).
 const DEVICE_MAX_PAYLOAD: usize = 1200;
+/// Packets kept for retransmission on the device's NACK (~1.5 s of 720p).
+const RETRANSMIT_PACKETS: usize = 256;
 /// In mode 0 a NAL unit cannot be split: allow what fits an Ethernet MTU.
 const DEVICE_MAX_PAYLOAD_MODE0: usize = 1400;
 
@@ -99,6 +101,8 @@ pub struct VideoStats {
     pub switches: u64,
     /// "No video" pictures sent.
     pub no_video_pictures: u64,
+    /// Packets sent to the device again after its NACK.
+    pub retransmissions: u64,
     /// Depacketizer and packetizer drops and repairs (broken, malformed, oversized, wrong
     /// payload type, waiting for a keyframe, parameter sets inserted...).
     pub h264: Counters,
@@ -173,6 +177,8 @@ pub struct CallVideo {
     no_video_seq: u16,
     /// Origin of the generated pictures' timestamps.
     epoch: Instant,
+    /// The last packets sent to the device, as sent, for its NACKs (when it negotiated them).
+    sent: VecDeque<Vec<u8>>,
     /// The device's receive limit: its SDP bandwidth, lowered (or raised back up to it) by its
     /// TMMBR/REMB.
     max_kbps: u32,
@@ -236,6 +242,7 @@ impl CallVideo {
             next_no_video: None,
             no_video_seq: 0,
             max_kbps: neg.max_kbps,
+            sent: VecDeque::new(),
             rtp_buf: Vec::with_capacity(1500),
             out: VecDeque::new(),
             stats: VideoStats::default(),
@@ -432,6 +439,13 @@ impl CallVideo {
         {
             self.device_wants_keyframe(now);
         }
+        for p in &packets {
+            if let RtcpPacket::Nack(n) = p {
+                if n.media_ssrc == self.ssrc {
+                    self.retransmit(n.lost());
+                }
+            }
+        }
         // A rate limit from the device (TMMBR, RFC 5104; REMB): a smaller layer when it no
         // longer fits, the larger one again when it does (never above the SDP's).
         let limit = packets.iter().find_map(|p| match p {
@@ -599,11 +613,33 @@ impl CallVideo {
             self.switcher.recycle(pkt);
             if let Some(w) = wire {
                 self.stats.packets_to_device += 1;
+                if self.neg.feedback.nack {
+                    if self.sent.len() == RETRANSMIT_PACKETS {
+                        self.sent.pop_front();
+                    }
+                    self.sent.push_back(w.clone());
+                }
                 self.out
                     .push_back(VideoOutput::ToDevice(self.device_addr, w));
             }
         }
         self.switcher_events(now);
+    }
+
+    /// The device lost these packets (its NACK): send them again, as they were sent.
+    fn retransmit(&mut self, lost: impl Iterator<Item = u16>) {
+        for seq in lost {
+            let found = self
+                .sent
+                .iter()
+                .rev()
+                .find(|p| p.get(2..4) == Some(&seq.to_be_bytes()[..]));
+            if let Some(p) = found {
+                self.stats.retransmissions += 1;
+                self.out
+                    .push_back(VideoOutput::ToDevice(self.device_addr, p.clone()));
+            }
+        }
     }
 
     fn switcher_events(&mut self, now: Instant) {
