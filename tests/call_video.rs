@@ -70,18 +70,25 @@ fn drain(v: &mut CallVideo) -> Vec<VideoOutput> {
 }
 
 fn keyframe_requests(outs: &[VideoOutput]) -> Vec<RtcpPacket> {
-    outs.iter()
-        .filter_map(|o| match o {
-            VideoOutput::ToDeviceRtcp(_, d) => parse_compound(d).ok(),
-            _ => None,
-        })
-        .flatten()
+    rtcp_to_device(outs)
+        .into_iter()
         .filter(|p| matches!(p, RtcpPacket::Pli(_) | RtcpPacket::Fir(_)))
         .collect()
 }
 
 fn sent_ssrc(sent: &[Vec<u8>]) -> Ssrc {
     RtpPacket::parse(&sent[0]).expect("rtp").ssrc()
+}
+
+/// Every RTCP packet sent to the device.
+fn rtcp_to_device(outs: &[VideoOutput]) -> Vec<RtcpPacket> {
+    outs.iter()
+        .filter_map(|o| match o {
+            VideoOutput::ToDeviceRtcp(_, d) => parse_compound(d).ok(),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 fn annex_b(au: &AccessUnit) -> Vec<u8> {
@@ -388,6 +395,16 @@ fn the_device_sees_one_stream_across_speaker_switches() {
     .expect("tmmbr");
     v.handle_device_datagram(now, "192.0.2.9:40003".parse().expect("addr"), &tmmbr);
     let outs = drain(&mut v);
+    // Acknowledged with a TMMBN (RFC 5104 §4.2.2), then the smaller layer asked for.
+    let tmmbn: Vec<RtcpPacket> = rtcp_to_device(&outs);
+    assert!(
+        matches!(tmmbn.as_slice(), [RtcpPacket::Tmmbn(t)] if t.entries[0].bitrate == 300_000),
+        "{outs:?}"
+    );
+    let outs: Vec<VideoOutput> = outs
+        .into_iter()
+        .filter(|o| !matches!(o, VideoOutput::ToDeviceRtcp(..)))
+        .collect();
     assert_eq!(
         outs,
         [VideoOutput::TrackSettings {

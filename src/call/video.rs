@@ -20,7 +20,7 @@ use crate::media::h264::depacketize::{Depacketizer, DepacketizerConfig};
 use crate::media::h264::packetize::{PacketizationMode, Packetizer};
 use crate::media::h264::switcher::{StreamSwitcher, SwitcherConfig, SwitcherEvent};
 use crate::media::h264::{annex_b, AccessUnit, Counters, CLOCK_RATE};
-use crate::media::rtp::rtcp::{self, Fir, FirEntry, Pli, RtcpPacket};
+use crate::media::rtp::rtcp::{self, Fir, FirEntry, Pli, RtcpPacket, Tmmb, TmmbEntry};
 use crate::media::rtp::{RtpPacket, RtpWriter, Ssrc};
 use crate::media::srtp::SrtpSession;
 use crate::sip::sdp::NegotiatedVideo;
@@ -448,14 +448,29 @@ impl CallVideo {
         }
         // A rate limit from the device (TMMBR, RFC 5104; REMB): a smaller layer when it no
         // longer fits, the larger one again when it does (never above the SDP's).
-        let limit = packets.iter().find_map(|p| match p {
-            RtcpPacket::Tmmbr(t) => t
-                .entries
-                .iter()
-                .find(|e| e.ssrc == self.ssrc)
-                .map(|e| e.bitrate),
-            RtcpPacket::Remb(r) => Some(r.bitrate),
+        let tmmbr = packets.iter().find_map(|p| match p {
+            RtcpPacket::Tmmbr(t) => t.entries.iter().find(|e| e.ssrc == self.ssrc).copied(),
             _ => None,
+        });
+        if let Some(entry) = tmmbr {
+            // Acknowledge with a TMMBN naming us as the owner of the bound (RFC 5104 §4.2.2).
+            let tmmbn = RtcpPacket::Tmmbn(Tmmb {
+                sender_ssrc: self.ssrc,
+                entries: vec![TmmbEntry {
+                    ssrc: self.ssrc,
+                    ..entry
+                }],
+            });
+            let mut buf = Vec::with_capacity(32);
+            if rtcp::write_compound(&[tmmbn], &mut buf).is_ok() {
+                self.send_rtcp(buf);
+            }
+        }
+        let limit = tmmbr.map(|e| e.bitrate).or_else(|| {
+            packets.iter().find_map(|p| match p {
+                RtcpPacket::Remb(r) => Some(r.bitrate),
+                _ => None,
+            })
         });
         if let Some(bps) = limit {
             let kbps = u32::try_from(bps / 1000).unwrap_or(u32::MAX);
