@@ -287,7 +287,7 @@ fn main() {
         .collect();
     let video = |k: &str| -> u64 {
         rows.iter()
-            .map(|r| r["video"][k].as_u64().unwrap_or(0))
+            .map(|r| r["video"].pointer(k).and_then(|v| v.as_u64()).unwrap_or(0))
             .sum()
     };
     println!(
