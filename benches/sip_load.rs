@@ -8,7 +8,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, quantiles, spawn_gateway};
+use common::{browser_opus_encoder, cpu_seconds, free_port, http_get, quantiles, spawn_gateway};
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -70,7 +70,7 @@ fn ulaw_wav(path: &std::path::Path, seconds: u32) {
 
 /// The codec floor: Opus decode (a browser's 48 kHz packet, to 8 kHz) + PCMU encode, per frame.
 fn codec_floor() -> Duration {
-    let mut enc = Codec::Opus.encoder(48_000).expect("opus");
+    let mut enc = browser_opus_encoder();
     let pcm: Vec<i16> = (0..960)
         .map(|i| ((i as f32 * 0.057).sin() * 9000.0) as i16)
         .collect();
@@ -108,7 +108,7 @@ fn main() {
     let keys = Keys::new("devkey", "secret");
     let url = format!("ws://{http}");
     // One Opus publisher per room.
-    let mut enc = Codec::Opus.encoder(48_000).expect("opus");
+    let mut enc = browser_opus_encoder();
     let packets: Vec<Vec<u8>> = (0..50)
         .map(|f| {
             let pcm: Vec<i16> = (0..960)

@@ -104,3 +104,14 @@ pub fn quantiles(text: &str, name: &str) -> (u64, String, String) {
     };
     (n, q(0.5), q(0.99))
 }
+
+/// An Opus encoder configured as a desktop browser's (libwebrtc: complexity 9, 32 kbit/s,
+/// in-band FEC), for the room participants the benches play: what jonction decodes depends on
+/// it, so it stays fixed whatever jonction's own encoder defaults are.
+pub fn browser_opus_encoder() -> jonction::media::codec::opus::OpusEncoder {
+    let cfg = jonction::media::codec::opus::OpusConfig {
+        complexity: Some(9),
+        ..Default::default()
+    };
+    jonction::media::codec::opus::OpusEncoder::new(48_000, &cfg).expect("opus encoder")
+}
