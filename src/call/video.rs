@@ -340,7 +340,7 @@ impl CallVideo {
         }
         self.depack.push(&pkt);
         while let Some(au) = self.depack.pop() {
-            self.device_access_unit(now, &au);
+            self.device_access_unit(&au);
             self.depack.recycle(au);
         }
         if self.depack.take_keyframe_request() {
@@ -349,7 +349,7 @@ impl CallVideo {
         }
     }
 
-    fn device_access_unit(&mut self, now: Instant, au: &AccessUnit) {
+    fn device_access_unit(&mut self, au: &AccessUnit) {
         let keyframe = au.is_keyframe();
         if keyframe {
             self.device_waiting = None;
@@ -373,9 +373,7 @@ impl CallVideo {
                     });
                 }
             }
-            _ => {
-                let _ = now;
-            }
+            Publication::None | Publication::Requested => {}
         }
     }
 
