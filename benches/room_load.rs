@@ -8,7 +8,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, Guard};
+use common::{cpu_seconds, free_port, http_get, Guard};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
@@ -104,21 +104,6 @@ struct Figures {
     p50_us: u64,
     p99_us: u64,
     delivered_pct: f64,
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 /// (frames_out, latency bucket cumulative counts by `le` in µs)

@@ -8,9 +8,10 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{browser_opus_encoder, cpu_seconds, free_port, http_get, quantiles, spawn_gateway};
+use common::{
+    browser_opus_encoder, cpu_seconds, free_port, http_get, quantiles, spawn_gateway, ulaw_wav,
+};
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,39 +34,6 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| v.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// A µ-law WAV of a 440 Hz tone, encoded with jonction's own G.711.
-fn ulaw_wav(path: &std::path::Path, seconds: u32) {
-    let n = 8000 * seconds as usize;
-    let pcm: Vec<i16> = (0..n)
-        .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 8000.0).sin() * 12000.0) as i16)
-        .collect();
-    let mut enc = Codec::Pcmu.encoder(8000).expect("pcmu");
-    let mut data = vec![0u8; n];
-    for (c, o) in pcm.chunks(160).zip(data.chunks_mut(160)) {
-        let _ = enc.encode(c, o);
-    }
-    let mut f = std::fs::File::create(path).expect("wav");
-    let mut h = Vec::new();
-    h.extend_from_slice(b"RIFF");
-    h.extend_from_slice(&(50 + n as u32).to_le_bytes());
-    h.extend_from_slice(b"WAVEfmt ");
-    h.extend_from_slice(&18u32.to_le_bytes());
-    h.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
-    h.extend_from_slice(&1u16.to_le_bytes());
-    h.extend_from_slice(&8000u32.to_le_bytes());
-    h.extend_from_slice(&8000u32.to_le_bytes());
-    h.extend_from_slice(&1u16.to_le_bytes());
-    h.extend_from_slice(&8u16.to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
-    h.extend_from_slice(b"fact");
-    h.extend_from_slice(&4u32.to_le_bytes());
-    h.extend_from_slice(&(n as u32).to_le_bytes());
-    h.extend_from_slice(b"data");
-    h.extend_from_slice(&(n as u32).to_le_bytes());
-    f.write_all(&h).expect("header");
-    f.write_all(&data).expect("data");
 }
 
 /// The codec floor: Opus decode (a browser's 48 kHz packet, to 8 kHz) + PCMU encode, per frame.

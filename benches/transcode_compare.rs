@@ -35,10 +35,9 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, Guard};
+use common::{cpu_seconds, free_port, http_get, spawn_gateway, ulaw_wav, Guard};
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -83,34 +82,6 @@ fn ulaw(pcm: &[i16]) -> Vec<u8> {
     let n = enc.encode(pcm, &mut out).expect("pcmu encode");
     out.truncate(n);
     out
-}
-
-/// A µ-law WAV of the tone for sipp's rtp_stream.
-fn ulaw_wav(path: &Path, seconds: u32) {
-    let frames = tone_frames();
-    let one: Vec<u8> = frames.iter().flat_map(|f| ulaw(f)).collect();
-    let data: Vec<u8> = (0..seconds).flat_map(|_| one.iter().copied()).collect();
-    let n = data.len() as u32;
-    let mut h = Vec::new();
-    h.extend_from_slice(b"RIFF");
-    h.extend_from_slice(&(50 + n).to_le_bytes());
-    h.extend_from_slice(b"WAVEfmt ");
-    h.extend_from_slice(&18u32.to_le_bytes());
-    h.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
-    h.extend_from_slice(&1u16.to_le_bytes());
-    h.extend_from_slice(&8000u32.to_le_bytes());
-    h.extend_from_slice(&8000u32.to_le_bytes());
-    h.extend_from_slice(&1u16.to_le_bytes());
-    h.extend_from_slice(&8u16.to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
-    h.extend_from_slice(b"fact");
-    h.extend_from_slice(&4u32.to_le_bytes());
-    h.extend_from_slice(&n.to_le_bytes());
-    h.extend_from_slice(b"data");
-    h.extend_from_slice(&n.to_le_bytes());
-    let mut f = std::fs::File::create(path).expect("wav");
-    f.write_all(&h).expect("header");
-    f.write_all(&data).expect("data");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -583,21 +554,12 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join(format!("calls-{n}.jsonl"));
-    let child = Command::new(env!("CARGO_BIN_EXE_jonction"))
-        .arg("run")
-        .env("JONCTION_HTTP__LISTEN", http.to_string())
-        .env("JONCTION_ROOMS__UDP_PORT", "0")
-        .env("JONCTION_ROOMS__BIND_IPS", "127.0.0.1")
-        .env("JONCTION_SIP__LISTEN", sip.to_string())
-        .env("JONCTION_SIP__CALL_RECORDS", &records)
-        .env("JONCTION_SIP__CODECS", "PCMU")
-        .env("JONCTION_LIVEKIT__PUBLISH_OPUS", "true")
-        .env("JONCTION_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start jonction");
-    let pid = child.id();
-    let _guard = Guard(child);
+    let (pid, _guard) = spawn_gateway(
+        http,
+        sip,
+        &records,
+        &[("JONCTION_LIVEKIT__PUBLISH_OPUS", "true")],
+    );
     let t0 = Instant::now();
     while !http_get(http, "/readyz").contains("200 OK") {
         assert!(
@@ -723,19 +685,6 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
             wrong.load(Ordering::Relaxed)
         ),
     }
-}
-
-/// The body of a plain HTTP/1.0 GET.
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 fn loadavg() -> String {

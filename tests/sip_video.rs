@@ -78,6 +78,45 @@ async fn wait_for(link: &mut RoomLink, what: &str, mut pred: impl FnMut(&ClientE
     }
 }
 
+/// The whole header line of a message starting with `name` (lowercase, with its colon).
+fn header(msg: &str, name: &str) -> String {
+    msg.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in:\n{msg}"))
+        .to_string()
+}
+
+/// The port of the `m=video` line of a message's SDP (0: refused).
+fn video_port(msg: &str) -> u16 {
+    msg.lines()
+        .find_map(|l| l.strip_prefix("m=video "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no video m-line in:\n{msg}"))
+}
+
+/// The RTP packets of one picture (sequence numbers continue from `seq`).
+fn rtp_packets(
+    pk: &mut Packetizer,
+    au: &AccessUnit,
+    pt: u8,
+    ssrc: Ssrc,
+    ts: u32,
+    seq: &mut u16,
+) -> Vec<Vec<u8>> {
+    let mut pkts = Vec::new();
+    pk.packetize(au, |payload, marker| {
+        *seq = seq.wrapping_add(1);
+        let mut p = Vec::new();
+        RtpWriter::new(pt, *seq, ts, ssrc)
+            .marker(marker)
+            .write(payload, &mut p)
+            .expect("rtp");
+        pkts.push(p);
+    });
+    pkts
+}
+
 /// Reads SIP responses until one with `status`; returns it.
 async fn response(sip: &UdpSocket, status: u16) -> String {
     let mut buf = vec![0u8; 8192];
@@ -151,17 +190,8 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
         .await
         .expect("send INVITE");
     let ok = response(&sip, 200).await;
-    let to = ok
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
-        .expect("To")
-        .to_string();
-    let gw_video: u16 = ok
-        .lines()
-        .find_map(|l| l.strip_prefix("m=video "))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .expect("video answered");
+    let to = header(&ok, "to:");
+    let gw_video = video_port(&ok);
     assert_ne!(gw_video, 0, "video refused:\n{ok}");
     let ack = format!(
         "ACK sip:kf@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sp};branch=z9hG4bKkf2;rport\r\n\
@@ -206,17 +236,7 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
                 let au = &aus[n % aus.len()];
                 let ts = 3000 * n as u32;
                 n += 1;
-                let mut pkts = Vec::new();
-                pk.packetize(au, |payload, marker| {
-                    seq = seq.wrapping_add(1);
-                    let mut p = Vec::new();
-                    RtpWriter::new(PT, seq, ts, Ssrc(0xde71ce))
-                        .marker(marker)
-                        .write(payload, &mut p)
-                        .expect("rtp");
-                    pkts.push(p);
-                });
-                for p in pkts {
+                for p in rtp_packets(&mut pk, au, PT, Ssrc(0xde71ce), ts, &mut seq) {
                     video.send_to(&p, gw_video).await.expect("send RTP");
                 }
                 // The viewer's pictures.
@@ -359,17 +379,8 @@ async fn delayed_offer_video_reaches_the_room() {
         .expect("send INVITE");
     let ok = response(&sip, 200).await;
     assert!(ok.contains("m=video "), "no video offered:\n{ok}");
-    let to = ok
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
-        .expect("To")
-        .to_string();
-    let gw_video: u16 = ok
-        .lines()
-        .find_map(|l| l.strip_prefix("m=video "))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .expect("video port");
+    let to = header(&ok, "to:");
+    let gw_video = video_port(&ok);
     let sdp = format!(
         "v=0\r\no=dev 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {ap} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n\
@@ -401,17 +412,7 @@ async fn delayed_offer_video_reaches_the_room() {
                 let au = &aus[n % aus.len()];
                 let ts = 3000 * n as u32;
                 n += 1;
-                let mut pkts = Vec::new();
-                pk.packetize(au, |payload, marker| {
-                    seq = seq.wrapping_add(1);
-                    let mut p = Vec::new();
-                    RtpWriter::new(96, seq, ts, Ssrc(0x5eed))
-                        .marker(marker)
-                        .write(payload, &mut p)
-                        .expect("rtp");
-                    pkts.push(p);
-                });
-                for p in pkts {
+                for p in rtp_packets(&mut pk, au, 96, Ssrc(0x5eed), ts, &mut seq) {
                     video.send_to(&p, dest).await.expect("send RTP");
                 }
             }

@@ -600,20 +600,20 @@ impl CallVideo {
             return;
         }
         let (pt, ts) = (self.neg.pt, au.timestamp());
-        let mut payloads: Vec<(Vec<u8>, bool)> = Vec::new();
-        self.packetizer
-            .packetize(au, |p, marker| payloads.push((p.to_vec(), marker)));
-        for (payload, marker) in payloads {
-            self.rtp_buf.clear();
+        // Each payload goes straight into the switcher through one reused buffer.
+        let (packetizer, switcher, buf) =
+            (&mut self.packetizer, &mut self.switcher, &mut self.rtp_buf);
+        packetizer.packetize(au, |payload, marker| {
+            buf.clear();
             let w = RtpWriter::new(pt, *seq, ts, ssrc).marker(marker);
             *seq = seq.wrapping_add(1);
-            if w.write(&payload, &mut self.rtp_buf).is_err() {
-                continue;
+            if w.write(payload, buf).is_err() {
+                return;
             }
-            if let Ok(pkt) = RtpPacket::parse(&self.rtp_buf) {
-                self.switcher.handle_packet(now, &pkt);
+            if let Ok(pkt) = RtpPacket::parse(buf) {
+                switcher.handle_packet(now, &pkt);
             }
-        }
+        });
         self.drain_switcher(now);
     }
 
