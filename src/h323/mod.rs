@@ -5,5 +5,7 @@
 //! User-User IE that carries the PER-encoded H.225.0 payload). The ASN.1 (H.225.0, H.245, RAS),
 //! the call and control state machines and the front that joins the call core come next.
 
+/// The ASN.1 types and PER codecs (crate `jonction-asn1`, generated from the ITU modules).
+pub use jonction_asn1 as asn;
 pub mod q931;
 pub mod tpkt;
