@@ -644,6 +644,41 @@ impl Call {
         Ok(())
     }
 
+    /// Sends Facility(startH245) with our H.245 listener, for a separate H.245 connection
+    /// (e.g. the caller after a Connect without `h245Address`). Only once H.245 tunnelling is
+    /// known to be off.
+    pub fn start_h245(&mut self, h245_address: SocketAddr) -> Result<(), CallError> {
+        if matches!(self.state, State::Null | State::Released) || self.tunnelling != Some(false) {
+            return Err(CallError::State("start_h245", self.state));
+        }
+        let mut f = h225::FacilityUUIE::new(
+            uuie::protocol_identifier(),
+            None,
+            None,
+            Some(self.conference_id.conference_id()),
+            h225::FacilityReason::startH245(()),
+            Some(self.call_identifier.call_identifier()),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
+        f.h245_address = Some(uuie::to_transport(h245_address));
+        let m = self.message(MessageType::Facility);
+        self.send_uuie(m, Body::facility(f), false, Vec::new())
+    }
+
     /// Sends Information with a Keypad IE (digits).
     pub fn send_digits(&mut self, digits: &str) -> Result<(), CallError> {
         if matches!(self.state, State::Null | State::Released) {

@@ -319,6 +319,39 @@ fn slow_start_separate_h245_carries_both_addresses() {
         (caller.state(), callee.state()),
         (State::Active, State::Active)
     );
+    // Facility(startH245) reaches the other side as an H245Address event.
+    caller
+        .start_h245(addr("192.0.2.1:1802"))
+        .expect("startH245");
+    pump(&mut caller, &mut callee, now);
+    assert_eq!(
+        events(&mut callee),
+        [Event::H245Address(addr("192.0.2.1:1802"))]
+    );
+}
+
+#[test]
+fn h245_in_the_setup_is_delivered_after_the_incoming_call() {
+    let q931 = hex(include_str!(
+        "../../../tests/data/h323/ndpi/frame06-q931-0.hex"
+    ));
+    let mut m = Message::decode(&q931).expect("q931");
+    let mut info = uu(&m);
+    info.h323_uu_pdu.h245_tunnelling = Some(true);
+    info.h323_uu_pdu.h245_control = Some(vec![vec![1, 2, 3].into(), vec![4].into()]);
+    m.set_user_user(&rasn::aper::encode(&info).expect("per"));
+    let mut callee = Call::accept(Config::default());
+    callee.handle_input(Instant::now(), &tpkt::encode(&m.encode()).expect("tpkt"));
+    let evs = events(&mut callee);
+    assert!(
+        matches!(&evs[0], Event::IncomingCall(c) if c.h245_tunnelling),
+        "{evs:?}"
+    );
+    assert_eq!(evs[1..], [Event::H245(vec![1, 2, 3]), Event::H245(vec![4])]);
+    assert!(
+        callee.start_h245(addr("198.51.100.2:1801")).is_err(),
+        "tunnelling is on"
+    );
 }
 
 #[test]
