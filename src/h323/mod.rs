@@ -7,5 +7,6 @@
 
 /// The ASN.1 types and PER codecs (crate `jonction-asn1`, generated from the ITU modules).
 pub use jonction_asn1 as asn;
+pub mod h245;
 pub mod q931;
 pub mod tpkt;
