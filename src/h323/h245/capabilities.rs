@@ -91,7 +91,10 @@ pub struct PeerCapabilities {
 impl PeerCapabilities {
     /// The peer's maximum frames per packet for `codec`, if it can receive it.
     pub fn audio_frames(&self, codec: AudioCodec) -> Option<u16> {
-        self.audio.iter().find(|(c, _)| *c == codec).map(|(_, f)| *f)
+        self.audio
+            .iter()
+            .find(|(c, _)| *c == codec)
+            .map(|(_, f)| *f)
     }
 }
 
@@ -172,9 +175,10 @@ pub(crate) fn h264_params(cap: &GenericCapability) -> Option<H264Params> {
     };
     for p in cap.collapsing.iter().flatten() {
         match (&p.parameter_identifier, &p.parameter_value) {
-            (ParameterIdentifier::standard(H264_PARAM_PROFILE), ParameterValue::booleanArray(b)) => {
-                params.profile = *b
-            }
+            (
+                ParameterIdentifier::standard(H264_PARAM_PROFILE),
+                ParameterValue::booleanArray(b),
+            ) => params.profile = *b,
             (ParameterIdentifier::standard(H264_PARAM_LEVEL), ParameterValue::unsignedMin(l)) => {
                 params.level = *l
             }
@@ -187,7 +191,9 @@ pub(crate) fn h264_params(cap: &GenericCapability) -> Option<H264Params> {
 /// The codec a logical channel's DataType carries, if we support it.
 pub(crate) fn data_type_codec(data_type: &DataType) -> Option<Codec> {
     match data_type {
-        DataType::audioData(a) => audio_codec(a).map(|(codec, frames)| Codec::Audio { codec, frames }),
+        DataType::audioData(a) => {
+            audio_codec(a).map(|(codec, frames)| Codec::Audio { codec, frames })
+        }
         DataType::videoData(VideoCapability::genericVideoCapability(g)) => {
             h264_params(g).map(Codec::H264)
         }
@@ -199,9 +205,9 @@ pub(crate) fn data_type_codec(data_type: &DataType) -> Option<Codec> {
 pub(crate) fn codec_data_type(codec: &Codec) -> DataType {
     match codec {
         Codec::Audio { codec, frames } => DataType::audioData(audio_capability(*codec, *frames)),
-        Codec::H264(p) => DataType::videoData(VideoCapability::genericVideoCapability(
-            h264_capability(p),
-        )),
+        Codec::H264(p) => {
+            DataType::videoData(VideoCapability::genericVideoCapability(h264_capability(p)))
+        }
     }
 }
 
@@ -321,10 +327,7 @@ pub(crate) fn parse_peer_tcs(tcs: &TerminalCapabilitySet) -> Result<PeerTcs, Tcs
                 for set in d.simultaneous_capabilities.iter().flat_map(|s| s.iter()) {
                     for n in &set.0 {
                         let entry = find(n).ok_or(TcsProblem::UndefinedTableEntryUsed)?;
-                        if !used
-                            .iter()
-                            .any(|u| u.capability_table_entry_number == *n)
-                        {
+                        if !used.iter().any(|u| u.capability_table_entry_number == *n) {
                             used.push(entry);
                         }
                     }

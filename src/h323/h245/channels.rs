@@ -131,12 +131,12 @@ pub(crate) fn build_olc(
     payload_type: Option<u8>,
 ) -> OpenLogicalChannel {
     let packetization = match codec {
-        Codec::H264(_) => Some(H2250LogicalChannelParametersMediaPacketization::rtpPayloadType(
-            RTPPayloadType::new(
+        Codec::H264(_) => Some(
+            H2250LogicalChannelParametersMediaPacketization::rtpPayloadType(RTPPayloadType::new(
                 RTPPayloadTypePayloadDescriptor::oid(oid(&H264_MODE1_OID)),
                 payload_type,
-            ),
-        )),
+            )),
+        ),
         Codec::Audio { .. } => None,
     };
     let h2250 = H2250LogicalChannelParameters::new(
@@ -214,7 +214,9 @@ pub(crate) fn ack_addresses(
     ack: &OpenLogicalChannelAck,
 ) -> (Option<SocketAddr>, Option<SocketAddr>, Option<u8>) {
     match &ack.forward_multiplex_ack_parameters {
-        Some(OpenLogicalChannelAckForwardMultiplexAckParameters::h2250LogicalChannelAckParameters(p)) => (
+        Some(
+            OpenLogicalChannelAckForwardMultiplexAckParameters::h2250LogicalChannelAckParameters(p),
+        ) => (
             p.media_channel.as_ref().and_then(socket_address),
             p.media_control_channel.as_ref().and_then(socket_address),
             p.session_id,

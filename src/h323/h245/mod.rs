@@ -486,7 +486,8 @@ impl H245 {
         let mut buf = [0u8; 4];
         let bytes = key.encode_utf8(&mut buf).as_bytes();
         let uii = if dtmf && SIGNAL_KEYS.contains(key) {
-            let signal_type = Ia5String::from_iso646_bytes(bytes).map_err(|_| H245Error::InvalidKey)?;
+            let signal_type =
+                Ia5String::from_iso646_bytes(bytes).map_err(|_| H245Error::InvalidKey)?;
             UserInputIndication::signal(UserInputIndicationSignal::new(
                 signal_type,
                 duration.filter(|d| *d > 0),
@@ -809,7 +810,9 @@ impl H245 {
             ResponseMessage::roundTripDelayResponse(r) => match self.rtd_pending {
                 Some((seq, sent)) if seq == r.sequence_number.0 => {
                     self.rtd_pending = None;
-                    self.event(H245Event::RoundTripDelay(now.saturating_duration_since(sent)));
+                    self.event(H245Event::RoundTripDelay(
+                        now.saturating_duration_since(sent),
+                    ));
                 }
                 _ => self.ignore("late RoundTripDelayResponse"),
             },
@@ -918,13 +921,11 @@ impl H245 {
         match capabilities::parse_peer_tcs(tcs) {
             Err(TcsProblem::UndefinedTableEntryUsed) => {
                 self.send(MultimediaSystemControlMessage::response(
-                    ResponseMessage::terminalCapabilitySetReject(
-                        TerminalCapabilitySetReject::new(
-                            sequence,
-                            TerminalCapabilitySetRejectCause::undefinedTableEntryUsed(()),
-                            None,
-                        ),
-                    ),
+                    ResponseMessage::terminalCapabilitySetReject(TerminalCapabilitySetReject::new(
+                        sequence,
+                        TerminalCapabilitySetRejectCause::undefinedTableEntryUsed(()),
+                        None,
+                    )),
                 ));
                 self.event(H245Event::PeerCapabilitiesRejected);
             }
@@ -1150,7 +1151,8 @@ impl H245 {
                 OpenLogicalChannelRejectCause::unsuitableReverseParameters(()),
             );
         }
-        let codec = capabilities::data_type_codec(&olc.forward_logical_channel_parameters.data_type);
+        let codec =
+            capabilities::data_type_codec(&olc.forward_logical_channel_parameters.data_type);
         let supported = match codec {
             Some(Codec::Audio { codec, .. }) => self.config.audio_codecs.contains(&codec),
             Some(Codec::H264(_)) => self.config.h264.is_some(),
@@ -1193,7 +1195,9 @@ impl H245 {
                 .and_then(channels::socket_address),
         };
         let duplicate = self.incoming.get(&number) == Some(&info);
-        if !duplicate && !self.incoming.contains_key(&number) && self.incoming.len() >= MAX_INCOMING_CHANNELS
+        if !duplicate
+            && !self.incoming.contains_key(&number)
+            && self.incoming.len() >= MAX_INCOMING_CHANNELS
         {
             return self.reject_olc(number, OpenLogicalChannelRejectCause::unspecified(()));
         }

@@ -37,7 +37,12 @@ pub enum Determination {
 /// H.245 §C.2: the higher terminal type is master; with equal types, the local terminal is
 /// master when `(remote - local) mod 2^24` is in `1..2^23`, slave when above 2^23, and the
 /// result is indeterminate at 0 and 2^23.
-pub fn determine(local_type: u8, local_sdn: u32, remote_type: u8, remote_sdn: u32) -> Determination {
+pub fn determine(
+    local_type: u8,
+    local_sdn: u32,
+    remote_type: u8,
+    remote_sdn: u32,
+) -> Determination {
     if local_type != remote_type {
         return Determination::Decided(if local_type > remote_type {
             Role::Master
@@ -72,7 +77,10 @@ mod tests {
 
     #[test]
     fn higher_terminal_type_wins() {
-        assert_eq!(determine(60, 5, 50, 9), Determination::Decided(Role::Master));
+        assert_eq!(
+            determine(60, 5, 50, 9),
+            Determination::Decided(Role::Master)
+        );
         assert_eq!(determine(50, 5, 60, 1), Determination::Decided(Role::Slave));
         // A room (50) against callgen323's 0 in the capture.
         assert_eq!(
@@ -84,9 +92,15 @@ mod tests {
     #[test]
     fn equal_types_compare_numbers_modulo_2_24() {
         // remote - local = 1 → local master.
-        assert_eq!(determine(60, 10, 60, 11), Determination::Decided(Role::Master));
+        assert_eq!(
+            determine(60, 10, 60, 11),
+            Determination::Decided(Role::Master)
+        );
         // remote - local = -1 ≡ 2^24 - 1 → local slave.
-        assert_eq!(determine(60, 11, 60, 10), Determination::Decided(Role::Slave));
+        assert_eq!(
+            determine(60, 11, 60, 10),
+            Determination::Decided(Role::Slave)
+        );
         // Just under / over 2^23.
         assert_eq!(
             determine(60, 0, 60, HALF - 1),
