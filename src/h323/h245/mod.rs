@@ -444,26 +444,33 @@ impl H245 {
         Ok(number)
     }
 
-    /// Closes channel `number`: ours with CloseLogicalChannel, the peer's with
-    /// RequestChannelClose.
-    pub fn close_channel(&mut self, now: Instant, number: u16) -> Result<(), H245Error> {
+    /// Closes channel `number` of `direction` (the two directions number their channels
+    /// independently): ours with CloseLogicalChannel, the peer's with RequestChannelClose.
+    pub fn close_channel(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        number: u16,
+    ) -> Result<(), H245Error> {
         if self.ended {
             return Err(H245Error::Ended);
         }
-        if self.outgoing.contains_key(&number) {
-            self.close_outgoing(now, number, CloseLogicalChannelSource::user(()));
-            Ok(())
-        } else if self.incoming.contains_key(&number) {
-            self.send(MultimediaSystemControlMessage::request(
-                RequestMessage::requestChannelClose(RequestChannelClose::new(
-                    LogicalChannelNumber(number),
-                    None,
-                    None,
-                )),
-            ));
-            Ok(())
-        } else {
-            Err(H245Error::UnknownChannel)
+        match direction {
+            Direction::Outgoing if self.outgoing.contains_key(&number) => {
+                self.close_outgoing(now, number, CloseLogicalChannelSource::user(()));
+                Ok(())
+            }
+            Direction::Incoming if self.incoming.contains_key(&number) => {
+                self.send(MultimediaSystemControlMessage::request(
+                    RequestMessage::requestChannelClose(RequestChannelClose::new(
+                        LogicalChannelNumber(number),
+                        None,
+                        None,
+                    )),
+                ));
+                Ok(())
+            }
+            _ => Err(H245Error::UnknownChannel),
         }
     }
 

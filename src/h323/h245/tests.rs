@@ -197,9 +197,11 @@ fn close_and_request_close_both_ways() {
     events(&mut a);
     events(&mut b);
     // a closes its own channel.
-    a.close_channel(now, la).expect("close");
+    a.close_channel(now, Direction::Outgoing, la)
+        .expect("close");
     // a asks b to close b's channel.
-    a.close_channel(now, lb).expect("request close");
+    a.close_channel(now, Direction::Incoming, lb)
+        .expect("request close");
     pump(&mut a, &mut b, now);
     let (ea, eb) = (events(&mut a), events(&mut b));
     assert!(ea.contains(&H245Event::ChannelClosed {
@@ -219,7 +221,10 @@ fn close_and_request_close_both_ways() {
         direction: Direction::Outgoing
     }));
     assert!(a.channels().is_empty() && b.channels().is_empty());
-    assert_eq!(a.close_channel(now, la), Err(H245Error::UnknownChannel));
+    assert_eq!(
+        a.close_channel(now, Direction::Outgoing, la),
+        Err(H245Error::UnknownChannel)
+    );
     // A RequestChannelClose for a channel b does not have is rejected.
     b.handle_message(
         now,
@@ -431,7 +436,7 @@ fn user_input_and_fast_update_both_ways() {
     b.send_video_fast_update(now, la).expect("fur");
     a.send_video_fast_update(now, lb).expect("fur");
     assert_eq!(
-        a.send_video_fast_update(now, la),
+        a.send_video_fast_update(now, 999),
         Err(H245Error::UnknownChannel)
     );
     pump(&mut a, &mut b, now);
