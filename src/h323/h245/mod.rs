@@ -1114,7 +1114,7 @@ impl H245 {
     fn allocate_channel_number(&mut self) -> u16 {
         loop {
             let n = self.next_channel;
-            self.next_channel = if n >= 65_535 { 1 } else { n + 1 };
+            self.next_channel = n.checked_add(1).unwrap_or(1);
             if !self.outgoing.contains_key(&n) {
                 return n;
             }
