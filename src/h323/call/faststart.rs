@@ -6,11 +6,12 @@
 //! and the codec in the *reverse* parameters (with the caller's RTP and RTCP addresses). The
 //! callee answers the ones it picks with its own addresses filled in.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::h323::asn::multimedia_system_control as h245;
 use crate::h323::asn::rasn;
 use crate::h323::asn::rasn::types::{ObjectIdentifier, OctetString};
+use crate::h323::h245::channels::{socket_address, transport_address};
 
 /// The H.241 H.264 capability identifier, 0.0.8.241.0.0.1.
 const H264_OID: [u32; 7] = [0, 0, 8, 241, 0, 0, 1];
@@ -196,11 +197,11 @@ impl Channel {
             codec,
             frames,
             payload_type: params.dynamic_rtppayload_type,
-            rtp: params.media_channel.as_ref().and_then(from_h245_address),
+            rtp: params.media_channel.as_ref().and_then(socket_address),
             rtcp: params
                 .media_control_channel
                 .as_ref()
-                .and_then(from_h245_address),
+                .and_then(socket_address),
             olc,
         })
     }
@@ -221,8 +222,8 @@ impl Channel {
                 if let F::h2250LogicalChannelParameters(p) =
                     &mut olc.forward_logical_channel_parameters.multiplex_parameters
                 {
-                    p.media_channel = Some(to_h245_address(rtp));
-                    p.media_control_channel = Some(to_h245_address(rtcp));
+                    p.media_channel = Some(transport_address(rtp));
+                    p.media_control_channel = Some(transport_address(rtcp));
                 }
             }
             Direction::CalleeToCaller => {
@@ -230,7 +231,7 @@ impl Channel {
                 if let Some(rev) = &mut olc.reverse_logical_channel_parameters {
                     if let Some(R::h2250LogicalChannelParameters(p)) = &mut rev.multiplex_parameters
                     {
-                        p.media_control_channel = Some(to_h245_address(rtcp));
+                        p.media_control_channel = Some(transport_address(rtcp));
                     }
                 }
             }
@@ -252,9 +253,9 @@ pub fn propose(p: &Proposal, lcn: u16, session_id: u8) -> Result<Vec<u8>, FastSt
             None,
             session_id,
             None,
-            rtp.map(to_h245_address),
+            rtp.map(transport_address),
             None,
-            Some(to_h245_address(p.rtcp)),
+            Some(transport_address(p.rtcp)),
             None,
             matches!(p.codec, Codec::Pcma | Codec::Pcmu | Codec::G722).then_some(false),
             None,
@@ -313,39 +314,6 @@ pub fn parse_list(list: &[OctetString]) -> (Vec<Channel>, usize) {
         .filter_map(|b| Channel::decode(b).map_err(|_| bad += 1).ok())
         .collect();
     (channels, bad)
-}
-
-/// An H.245 unicast IPv4/IPv6 address as a socket address.
-pub fn from_h245_address(a: &h245::H245TransportAddress) -> Option<SocketAddr> {
-    let h245::H245TransportAddress::unicastAddress(u) = a else {
-        return None;
-    };
-    match u {
-        h245::UnicastAddress::iPAddress(ip) => {
-            let o: [u8; 4] = ip.network.as_ref().try_into().ok()?;
-            Some(SocketAddr::new(IpAddr::from(o), ip.tsap_identifier))
-        }
-        h245::UnicastAddress::iP6Address(ip) => {
-            let o: [u8; 16] = ip.network.as_ref().try_into().ok()?;
-            Some(SocketAddr::new(IpAddr::from(o), ip.tsap_identifier))
-        }
-        _ => None,
-    }
-}
-
-/// A socket address as an H.245 unicast address.
-pub fn to_h245_address(a: SocketAddr) -> h245::H245TransportAddress {
-    let u = match a.ip() {
-        IpAddr::V4(ip) => h245::UnicastAddress::iPAddress(h245::UnicastAddressIPAddress::new(
-            OctetString::from(ip.octets().to_vec()),
-            a.port(),
-        )),
-        IpAddr::V6(ip) => h245::UnicastAddress::iP6Address(h245::UnicastAddressIP6Address::new(
-            OctetString::from(ip.octets().to_vec()),
-            a.port(),
-        )),
-    };
-    h245::H245TransportAddress::unicastAddress(u)
 }
 
 #[cfg(test)]

@@ -93,7 +93,8 @@ pub(crate) struct Outgoing {
     pub state: OutgoingState,
 }
 
-pub(crate) fn transport_address(addr: SocketAddr) -> H245TransportAddress {
+/// A socket address as an H.245 unicast address.
+pub fn transport_address(addr: SocketAddr) -> H245TransportAddress {
     let unicast = match addr.ip() {
         IpAddr::V4(ip) => UnicastAddress::iPAddress(UnicastAddressIPAddress::new(
             ip.octets().to_vec().into(),
@@ -108,7 +109,7 @@ pub(crate) fn transport_address(addr: SocketAddr) -> H245TransportAddress {
 }
 
 /// A socket address from an H.245 unicast address (others: `None`).
-pub(crate) fn socket_address(addr: &H245TransportAddress) -> Option<SocketAddr> {
+pub fn socket_address(addr: &H245TransportAddress) -> Option<SocketAddr> {
     match addr {
         H245TransportAddress::unicastAddress(UnicastAddress::iPAddress(a)) => {
             let o: [u8; 4] = a.network.as_ref().try_into().ok()?;
