@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 
 use crate::h323::asn::multimedia_system_control as h245;
 use crate::h323::asn::rasn;
-use crate::h323::asn::rasn::types::{ObjectIdentifier, OctetString};
+use crate::h323::asn::rasn::types::OctetString;
+use crate::h323::h245::capabilities::{
+    audio_capability, audio_codec, h264_capability, h264_params, AudioCodec, H264Params,
+    H264_LEVEL_3_1, H264_PROFILE_BASELINE,
+};
 use crate::h323::h245::channels::{socket_address, transport_address};
-
-/// The H.241 H.264 capability identifier, 0.0.8.241.0.0.1.
-const H264_OID: [u32; 7] = [0, 0, 8, 241, 0, 0, 1];
 
 /// Which way media flows on a fast-start channel, seen from the call (not from us).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,14 +51,15 @@ impl Codec {
     }
 
     fn from_data_type(d: &h245::DataType) -> (Codec, Option<u16>) {
-        use h245::{AudioCapability as A, DataType as D, VideoCapability as V};
         match d {
-            D::audioData(A::g711Alaw64k(n)) => (Codec::Pcma, Some(*n)),
-            D::audioData(A::g711Ulaw64k(n)) => (Codec::Pcmu, Some(*n)),
-            D::audioData(A::g722_64k(n)) => (Codec::G722, Some(*n)),
-            D::videoData(V::genericVideoCapability(g))
-                if matches!(&g.capability_identifier,
-                    h245::CapabilityIdentifier::standard(o) if o.as_ref() == H264_OID) =>
+            h245::DataType::audioData(a) => match audio_codec(a) {
+                Some((AudioCodec::Pcma, n)) => (Codec::Pcma, Some(n)),
+                Some((AudioCodec::Pcmu, n)) => (Codec::Pcmu, Some(n)),
+                Some((AudioCodec::G722, n)) => (Codec::G722, Some(n)),
+                None => (Codec::Other, None),
+            },
+            h245::DataType::videoData(h245::VideoCapability::genericVideoCapability(g))
+                if h264_params(g).is_some() =>
             {
                 (Codec::H264, None)
             }
@@ -66,41 +68,23 @@ impl Codec {
     }
 
     /// The H.245 data type: `frames` is the audio packet size in ms (1..=256), `max_bit_rate`
-    /// the H.264 limit in units of 100 bit/s. `None` for [`Codec::Other`].
+    /// the H.264 limit in units of 100 bit/s (H.264 is proposed as Baseline, level 3.1).
+    /// `None` for [`Codec::Other`].
     fn data_type(self, frames: u16, max_bit_rate: u32) -> Option<h245::DataType> {
-        use h245::{AudioCapability as A, DataType as D};
-        let frames = frames.clamp(1, 256);
-        Some(match self {
-            Codec::Pcma => D::audioData(A::g711Alaw64k(frames)),
-            Codec::Pcmu => D::audioData(A::g711Ulaw64k(frames)),
-            Codec::G722 => D::audioData(A::g722_64k(frames)),
-            Codec::H264 => {
-                let param = |id: u8, value| {
-                    h245::GenericParameter::new(
-                        h245::ParameterIdentifier::standard(id),
-                        value,
-                        None,
-                    )
-                };
-                // Profile: Baseline (64); Level 3.1 (H.241 code 71).
-                let collapsing = vec![
-                    param(41, h245::ParameterValue::booleanArray(64)),
-                    param(42, h245::ParameterValue::unsignedMin(71)),
-                ];
-                let oid = ObjectIdentifier::new(H264_OID.to_vec())?;
-                D::videoData(h245::VideoCapability::genericVideoCapability(
-                    h245::GenericCapability::new(
-                        h245::CapabilityIdentifier::standard(oid),
-                        Some(max_bit_rate),
-                        Some(collapsing),
-                        None,
-                        None,
-                        None,
-                    ),
-                ))
-            }
-            Codec::Other => return None,
-        })
+        let audio = |codec| Some(h245::DataType::audioData(audio_capability(codec, frames)));
+        match self {
+            Codec::Pcma => audio(AudioCodec::Pcma),
+            Codec::Pcmu => audio(AudioCodec::Pcmu),
+            Codec::G722 => audio(AudioCodec::G722),
+            Codec::H264 => Some(h245::DataType::videoData(
+                h245::VideoCapability::genericVideoCapability(h264_capability(&H264Params {
+                    profile: H264_PROFILE_BASELINE,
+                    level: H264_LEVEL_3_1,
+                    max_bit_rate: Some(max_bit_rate),
+                })),
+            )),
+            Codec::Other => None,
+        }
     }
 }
 
