@@ -37,6 +37,9 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// SIP signalling and media.
     pub sip: SipConfig,
+    /// H.323 call signalling (H.225.0 and H.245 on TCP); media shares `[sip]`'s RTP port
+    /// range, timeouts and call records.
+    pub h323: H323Config,
     /// Call routing rules (`dialplans/*.toml`).
     pub dialplan: DialplanConfig,
 }
@@ -125,6 +128,33 @@ impl SipConfig {
     pub fn private_allowed(&self) -> bool {
         self.allow_private_address
             .unwrap_or_else(|| self.listen.ip().is_loopback())
+    }
+}
+
+/// `[h323]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct H323Config {
+    /// Run the H.323 side at all.
+    pub enabled: bool,
+    /// Address of the H.225.0 call-signalling listener (TCP; 1720 is the standard port).
+    pub listen: SocketAddr,
+    /// Accept fast start (Fast Connect) proposals; false refuses them (H.245 then opens the
+    /// channels).
+    pub fast_start: bool,
+    /// Tunnel H.245 in the call-signalling connection when the caller offers it; false gives
+    /// the caller an H.245 address to connect to instead.
+    pub h245_tunnelling: bool,
+}
+
+impl Default for H323Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1720)),
+            fast_start: true,
+            h245_tunnelling: true,
+        }
     }
 }
 

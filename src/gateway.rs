@@ -24,7 +24,10 @@ pub struct Running {
     pub rooms: Option<RoomService>,
     /// Where the SIP front listens (UDP), when it runs.
     pub sip_addr: Option<SocketAddr>,
+    /// Where the H.323 front listens (TCP), when it runs.
+    pub h323_addr: Option<SocketAddr>,
     sip: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
+    h323: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     ready: Arc<AtomicBool>,
     stop_tx: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -68,7 +71,10 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    let (sip, sip_addr) = if cfg.sip.enabled {
+    type Front = (tokio::sync::watch::Sender<bool>, JoinHandle<()>);
+    let (mut sip, mut sip_addr, mut h323, mut h323_addr) =
+        (None::<Front>, None, None::<Front>, None);
+    if cfg.sip.enabled || cfg.h323.enabled {
         let livekit_url = if cfg.livekit.embedded() {
             format!("ws://{http_addr}")
         } else {
@@ -88,21 +94,48 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret),
             livekit_url.clone(),
         ));
-        let ctx = crate::sip::service::Context {
-            livekit_url,
-            admission,
-            publish_opus: cfg.livekit.publish_opus,
-        };
-        let front = crate::sip::service::SipFront::bind(&cfg.sip, ctx)
-            .await
-            .with_context(|| format!("cannot listen for SIP on {} (sip.listen)", cfg.sip.listen))?;
-        let addr = front.local_addr();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(front.run(stop_rx));
-        (Some((stop_tx, task)), Some(addr))
-    } else {
-        (None, None)
-    };
+        // One RTP port range for both fronts.
+        let rtp_ports =
+            crate::media::rtp::ports::RtpPorts::new(cfg.sip.rtp_port_min, cfg.sip.rtp_port_max);
+        if cfg.sip.enabled {
+            let ctx = crate::sip::service::Context {
+                livekit_url: livekit_url.clone(),
+                admission: admission.clone(),
+                publish_opus: cfg.livekit.publish_opus,
+                rtp_ports: rtp_ports.clone(),
+            };
+            let front = crate::sip::service::SipFront::bind(&cfg.sip, ctx)
+                .await
+                .with_context(|| {
+                    format!("cannot listen for SIP on {} (sip.listen)", cfg.sip.listen)
+                })?;
+            sip_addr = Some(front.local_addr());
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            sip = Some((stop_tx, tokio::spawn(front.run(stop_rx))));
+        }
+        if cfg.h323.enabled {
+            let ctx = crate::h323::front::Context {
+                livekit_url,
+                admission,
+                publish_opus: cfg.livekit.publish_opus,
+                rtp_ports,
+                media_timeout: cfg.sip.media_timeout,
+                max_duration: cfg.sip.max_call_duration,
+                records: cfg.sip.call_records.clone(),
+            };
+            let front = crate::h323::front::H323Front::bind(&cfg.h323, ctx)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for H.323 on {} (h323.listen)",
+                        cfg.h323.listen
+                    )
+                })?;
+            h323_addr = Some(front.local_addr());
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            h323 = Some((stop_tx, tokio::spawn(front.run(stop_rx))));
+        }
+    }
     info!(
         listen = %http_addr,
         dev_mode,
@@ -118,7 +151,9 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         http_addr,
         rooms,
         sip_addr,
+        h323_addr,
         sip,
+        h323,
         ready,
         stop_tx,
         server,
@@ -129,8 +164,12 @@ impl Running {
     /// Graceful stop: not ready, participants told to leave, HTTP closed (10 s at most).
     pub async fn stop(self) {
         self.ready.store(false, Ordering::Relaxed);
-        if let Some((stop, task)) = self.sip {
+        // Both fronts release their calls at once.
+        let fronts: Vec<_> = [self.sip, self.h323].into_iter().flatten().collect();
+        for (stop, _) in &fronts {
             let _ = stop.send(true);
+        }
+        for (_, task) in fronts {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         if let Some(r) = &self.rooms {

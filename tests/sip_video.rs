@@ -47,6 +47,7 @@ async fn start(records: &std::path::Path) -> jonction::gateway::Running {
         ("JONCTION_ROOMS__UDP_PORT", "0"),
         ("JONCTION_ROOMS__BIND_IPS", "127.0.0.1"),
         ("JONCTION_SIP__LISTEN", "127.0.0.1:0"),
+        ("JONCTION_H323__LISTEN", "127.0.0.1:0"),
         ("JONCTION_SIP__RTP_PORT_MIN", "36000"),
         ("JONCTION_SIP__RTP_PORT_MAX", "36999"),
         ("JONCTION_DIALPLAN__DIR", dialplans.as_str()),

@@ -476,8 +476,13 @@ impl CallMedia {
         total
     }
 
-    /// Plays a digit from the room to the device (RFC 4733), or in-band when telephone-event
-    /// was not negotiated.
+    /// Whether digits go to the device as RFC 4733 events (`telephone-event` negotiated).
+    pub fn sends_telephone_events(&self) -> bool {
+        self.dtmf_pt.is_some()
+    }
+
+    /// Plays a digit from the room to the device as RFC 4733 events; nothing when
+    /// telephone-event was not negotiated (the front signals the digit instead).
     pub fn send_digit(&mut self, now: Instant, digit: char) {
         let Some(_) = self.dtmf_pt else {
             return;

@@ -34,6 +34,37 @@ use video::{CallVideo, VideoOutput};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub u64);
 
+impl CallId {
+    /// A new id, unique in the process (SIP and H.323 calls share the sequence).
+    pub fn next() -> CallId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        CallId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The local address for a call's room-leg media: loopback for a loopback LiveKit URL, the
+/// URL's own address when it is one, else the first local non-loopback address.
+pub fn room_bind_ip(url: &str) -> IpAddr {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split(['/', ':']).next())
+        .unwrap_or("127.0.0.1");
+    host.parse::<IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or_else(|| first_local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])))
+}
+
+/// The first local non-loopback IPv4 address.
+pub fn first_local_ip() -> Option<IpAddr> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+}
+
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HangupCause {
@@ -109,6 +140,9 @@ pub enum FromCall {
     Hangup(CallId, HangupCause),
     /// Ask the device for a video keyframe with SIP INFO (RFC 5168).
     FastUpdate(CallId),
+    /// A digit from the room (`SipDTMF`) for a device whose media has no RFC 4733 events:
+    /// the front signals it (H.245 UserInputIndication).
+    Digit(CallId, char),
 }
 
 /// Everything a call needs to start.
@@ -308,7 +342,11 @@ async fn bridge(
                     if let Some(proto::data_packet::Value::SipDtmf(d)) = pkt.value {
                         if let (Some(m), Some(c)) = (media.as_mut(), d.digit.chars().next()) {
                             rec.digits_to_device += 1;
-                            m.send_digit(Instant::now(), c);
+                            if m.sends_telephone_events() {
+                                m.send_digit(Instant::now(), c);
+                            } else {
+                                let _ = tx.send(FromCall::Digit(s.id, c));
+                            }
                         }
                     }
                 }

@@ -19,9 +19,12 @@ use super::sdp::{self, LocalMedia, MediaPolicy, Negotiated, SdpSession, SessionD
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
 use crate::call::admission::{Admission, Caller, Decision};
-use crate::call::{self, CallId, CallSetup, FromCall, HangupCause, ToCall};
+use crate::call::{
+    self, first_local_ip, room_bind_ip, CallId, CallSetup, FromCall, HangupCause, ToCall,
+};
 use crate::config::SipConfig;
 use crate::dialplan::{Party, Protocol, RouteRequest, Transport as DpTransport};
+use crate::media::rtp::ports::RtpPorts;
 
 /// What the SIP front needs besides its own config.
 pub struct Context {
@@ -31,6 +34,8 @@ pub struct Context {
     pub admission: Arc<Admission>,
     /// Publish G.711 callers as Opus even when the room takes G.711 (`livekit.publish_opus`).
     pub publish_opus: bool,
+    /// The RTP port range, shared with the other fronts.
+    pub rtp_ports: RtpPorts,
 }
 
 struct CallEntry {
@@ -57,8 +62,8 @@ struct CallEntry {
 enum Purpose {
     Refresh(CallId),
     Bye,
-    /// An INFO asking the device for a keyframe (RFC 5168); its answer changes nothing.
-    FastUpdate,
+    /// An INFO (a keyframe request, RFC 5168, or a digit); its answer changes nothing.
+    Info,
 }
 
 /// The running front.
@@ -76,10 +81,8 @@ pub struct SipFront {
     tcp_in_tx: mpsc::UnboundedSender<TcpIn>,
     tcp_in: mpsc::UnboundedReceiver<TcpIn>,
     calls: HashMap<CallId, CallEntry>,
-    next_call: u64,
     from_calls_tx: mpsc::UnboundedSender<FromCall>,
     from_calls: mpsc::UnboundedReceiver<FromCall>,
-    next_rtp_port: u16,
     pending: HashMap<ClientKey, Purpose>,
 }
 
@@ -121,14 +124,12 @@ impl SipFront {
             sock,
             local,
             calls: HashMap::new(),
-            next_call: 1,
             tcp,
             tcp_out: HashMap::new(),
             tcp_in_tx,
             tcp_in,
             from_calls_tx,
             from_calls,
-            next_rtp_port: cfg.rtp_port_min,
             pending: HashMap::new(),
         })
     }
@@ -286,8 +287,7 @@ impl SipFront {
             .map(super::dialog::uri_of)
             .unwrap_or_default();
         let caller = user_of(&from_uri).unwrap_or_default();
-        let id = CallId(self.next_call);
-        self.next_call += 1;
+        let id = CallId::next();
         let admitted = Caller {
             id,
             call_id: msg.header("Call-ID").unwrap_or_default().to_string(),
@@ -336,7 +336,7 @@ impl SipFront {
                 }
             }
         };
-        let rtp = match self.bind_rtp() {
+        let rtp = match self.ctx.rtp_ports.bind(self.local.ip()) {
             Some(s) => s,
             None => {
                 let r = response_to(&msg, 503, "Service Unavailable", &tag);
@@ -355,7 +355,7 @@ impl SipFront {
             .as_ref()
             .is_none_or(|o| sdp::answer_video(o, 1).is_some());
         let video_rtp = (self.policy.video_kbps.is_some() && wants_video)
-            .then(|| self.bind_rtp_pair())
+            .then(|| self.ctx.rtp_ports.bind_pair(self.local.ip()))
             .flatten();
         let video_port = video_rtp
             .as_ref()
@@ -669,7 +669,27 @@ impl SipFront {
             }
             FromCall::Hangup(id, cause) => self.hangup(id, cause),
             FromCall::FastUpdate(id) => self.send_fast_update(id),
+            FromCall::Digit(id, digit) => self.send_dtmf_info(id, digit),
         }
+    }
+
+    /// A digit from the room for a device without telephone-event: SIP INFO
+    /// `application/dtmf-relay` (the form devices and PBXs take most widely).
+    fn send_dtmf_info(&mut self, id: CallId, digit: char) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.dialog.state != DialogState::Confirmed {
+            return;
+        }
+        let body = format!("Signal={digit}\r\nDuration=160\r\n").into_bytes();
+        let info = c
+            .dialog
+            .request("INFO", Vec::new(), Some(("application/dtmf-relay", body)));
+        let peer = c.peer;
+        debug!(call = id.0, %digit, "digit to the device (INFO)");
+        let key = self.ep.send_request(peer, info);
+        self.pending.insert(key, Purpose::Info);
     }
 
     /// Asks the device for a video keyframe with SIP INFO (RFC 5168), for devices that do not
@@ -690,7 +710,7 @@ impl SipFront {
         let peer = c.peer;
         debug!(call = id.0, "asking the device for a keyframe (INFO)");
         let key = self.ep.send_request(peer, info);
-        self.pending.insert(key, Purpose::FastUpdate);
+        self.pending.insert(key, Purpose::Info);
     }
 
     /// Ends a call from our side: an error final response before answer, BYE after.
@@ -797,7 +817,7 @@ impl SipFront {
                     }
                 }
             }
-            Some(Purpose::Bye | Purpose::FastUpdate) | None => {}
+            Some(Purpose::Bye | Purpose::Info) | None => {}
         }
     }
 
@@ -850,51 +870,6 @@ impl SipFront {
             };
             self.hangup(id, cause);
         }
-    }
-
-    /// An RTP socket and the RTCP socket on the next port (for peers without rtcp-mux).
-    fn bind_rtp_pair(&mut self) -> Option<(UdpSocket, UdpSocket)> {
-        for _ in 0..8 {
-            let rtp = self.bind_rtp()?;
-            let Ok(addr) = rtp.local_addr() else { continue };
-            let rtcp_addr = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
-            let rtcp = std::net::UdpSocket::bind(rtcp_addr)
-                .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                .and_then(UdpSocket::from_std);
-            if let Ok(rtcp) = rtcp {
-                return Some((rtp, rtcp));
-            }
-        }
-        None
-    }
-
-    fn bind_rtp(&mut self) -> Option<UdpSocket> {
-        let span = self
-            .cfg
-            .rtp_port_max
-            .saturating_sub(self.cfg.rtp_port_min)
-            .max(2);
-        for _ in 0..(span / 2).min(500) {
-            let port = self.next_rtp_port;
-            self.next_rtp_port = if port + 2 > self.cfg.rtp_port_max {
-                self.cfg.rtp_port_min
-            } else {
-                port + 2
-            };
-            let addr = SocketAddr::new(self.local.ip(), port);
-            if let Ok(s) = std::net::UdpSocket::bind(addr) {
-                if s.set_nonblocking(true).is_ok() {
-                    if let Ok(t) = UdpSocket::from_std(s) {
-                        return Some(t);
-                    }
-                }
-            }
-        }
-        warn!(
-            "no free RTP port in {}-{}",
-            self.cfg.rtp_port_min, self.cfg.rtp_port_max
-        );
-        None
     }
 }
 
@@ -1011,25 +986,4 @@ fn h(name: &str, value: impl Into<String>) -> Header {
         name: name.to_string(),
         value: value.into(),
     }
-}
-
-/// The local address to use for room-leg media: loopback for a loopback LiveKit URL.
-fn room_bind_ip(url: &str) -> IpAddr {
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split(['/', ':']).next())
-        .unwrap_or("127.0.0.1");
-    host.parse::<IpAddr>()
-        .ok()
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or_else(|| first_local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])))
-}
-
-fn first_local_ip() -> Option<IpAddr> {
-    if_addrs::get_if_addrs()
-        .ok()?
-        .into_iter()
-        .map(|i| i.ip())
-        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
 }

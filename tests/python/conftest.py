@@ -124,6 +124,10 @@ class Server:
         return (self.host, sip_port_for(self.http_port))
 
     @property
+    def h323_addr(self) -> tuple[str, int]:
+        return (self.host, h323_port_for(self.http_port))
+
+    @property
     def call_records(self) -> Path:
         return call_records_for(self.http_port)
 
@@ -172,6 +176,11 @@ def sip_port_for(http_port: int) -> int:
     return 5060 + (http_port - HTTP_PORT)
 
 
+def h323_port_for(http_port: int) -> int:
+    """The H.323 call-signalling port of an instance: 1720 for the main one (HTTP 7880)."""
+    return 1720 + (http_port - HTTP_PORT)
+
+
 def call_records_for(http_port: int) -> Path:
     """Where an instance appends its call records."""
     return ARTIFACTS / f"calls-{http_port}.jsonl"
@@ -199,6 +208,7 @@ def launch(
     # because the test network is 10.200.0.0/24.
     env["JONCTION_SIP__LISTEN"] = f"{HOST}:{sip_port_for(http_port)}"
     env["JONCTION_SIP__ALLOW_PRIVATE_ADDRESS"] = "true"
+    env["JONCTION_H323__LISTEN"] = f"{HOST}:{h323_port_for(http_port)}"
     env["JONCTION_SIP__CALL_RECORDS"] = str(call_records_for(http_port))
     call_records_for(http_port).unlink(missing_ok=True)
     env.update(extra_env or {})

@@ -29,6 +29,7 @@ async fn start_with(extra: &[(&str, &str)]) -> (jonction::gateway::Running, Stri
         ),
         ("JONCTION_ROOMS__UDP_PORT".to_string(), "0".to_string()),
         ("JONCTION_SIP__ENABLED".to_string(), "false".to_string()),
+        ("JONCTION_H323__ENABLED".to_string(), "false".to_string()),
         (
             "JONCTION_ROOMS__BIND_IPS".to_string(),
             "127.0.0.1".to_string(),

@@ -447,6 +447,11 @@ impl Call {
         self.tunnelling
     }
 
+    /// Bytes of a PDU received in part, waiting for the rest.
+    pub fn pending_input(&self) -> usize {
+        self.reader.pending()
+    }
+
     /// The next bytes to write to the TCP connection.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()

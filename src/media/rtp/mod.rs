@@ -4,6 +4,7 @@
 use std::fmt;
 
 pub mod packet;
+pub mod ports;
 pub mod rtcp;
 pub mod seq;
 pub mod stats;
