@@ -15,8 +15,10 @@
 //! and the call ended as asked (we hung up after `--seconds`, or with `--wait-release` the
 //! gateway ended it); 1 otherwise (the JSON line is printed either way).
 
+mod caller;
 mod flow;
 mod media;
+mod report;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
