@@ -78,10 +78,11 @@ def records_for(server: Server, room: str, timeout: float = 5.0) -> list[dict]:
 # --- what the gateway sent, decoded ---------------------------------------------------------
 
 
-def tcp_payloads(pcap: Path, src: str) -> dict[tuple[int, int], bytes]:
-    """The bytes `src` sent on each TCP connection of the capture, by (stream, source port)."""
+def tcp_payloads(pcap: Path, src: str, dst: str) -> dict[tuple[int, int], bytes]:
+    """The bytes `src` sent to `dst` on each TCP connection of the capture, by (stream, source
+    port)."""
     out = subprocess.run(
-        ["tshark", "-r", str(pcap), "-Y", f"ip.src=={src} && tcp.len>0", "-T", "fields",
+        ["tshark", "-r", str(pcap), "-Y", f"ip.src=={src} && ip.dst=={dst} && tcp.len>0", "-T", "fields",
          "-e", "tcp.stream", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.payload"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
@@ -201,7 +202,7 @@ def test_h323_call_audio_and_dtmf_both_ways(server: Server, mode: str):
     (EndSessionCommand, ReleaseComplete): the record says caller-bye."""
     room = f"h323-{mode}-{secrets.token_hex(3)}"
     pcap = ARTIFACTS / f"h323-{mode}.pcap"
-    cap = Capture(pcap, f"tcp and host {server.host}", ARTIFACTS / f"h323-{mode}-tshark.log")
+    cap = Capture(pcap, f"tcp and host {CLIENT_IP}", ARTIFACTS / f"h323-{mode}-tshark.log")
     report: dict = {}
 
     async def main():
@@ -253,7 +254,7 @@ def test_h323_call_audio_and_dtmf_both_ways(server: Server, mode: str):
 
     # What the gateway sent decodes everywhere.
     h225_port = server.h323_addr[1]
-    streams = tcp_payloads(pcap, server.host)
+    streams = tcp_payloads(pcap, server.host, CLIENT_IP)
     h245_ports = sorted({sport for (_s, sport) in streams if sport != h225_port})
     if mode == "separate":
         assert h245_ports, "no separate H.245 connection from the gateway"

@@ -51,6 +51,19 @@ async fn read_opt(r: &mut Option<OwnedReadHalf>, buf: &mut [u8]) -> io::Result<u
     }
 }
 
+/// A TCP connection from `local` (any port) when given, so that captures tell our side apart.
+async fn connect_from(local: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
+    let sock = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = local {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    sock.connect(to).await
+}
+
 async fn accept_opt(l: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
     match l {
         Some(l) => l.accept().await,
@@ -100,7 +113,8 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
     };
     let started = Instant::now();
     eprintln!("h323-caller: calling {} at {}", cli.called, cli.gateway);
-    let tcp = match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(cli.gateway)).await {
+    let tcp = match tokio::time::timeout(IO_TIMEOUT, connect_from(cli.local_ip, cli.gateway)).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             report.errors.push(format!("connect {}: {e}", cli.gateway));
@@ -285,7 +299,7 @@ async fn event_loop(c: &mut Caller<'_>, io: &mut Io) {
         // I/O the caller asked for.
         if let Some(addr) = c.connect_h245_to.take() {
             c.log(format_args!("H.245: connecting to {addr}"));
-            match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr)).await {
+            match tokio::time::timeout(IO_TIMEOUT, connect_from(c.cli.local_ip, addr)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     let (r, w) = s.into_split();
