@@ -9,7 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use jonction::h323::call::{self, Alias, Call, Config, DialParams, Direction, Guid, Proposal};
+use jonction::h323::call::{
+    self, Alias, Call, Config, DialParams, Direction, Guid, Proposal, Vendor,
+};
 use jonction::h323::h245::{H245Config, MediaAddresses, H245};
 use jonction::h323::tpkt::{self, TpktReader};
 
@@ -190,6 +192,10 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         h245_tunnelling: cli.mode != Mode::Separate,
         t303: Duration::from_secs(5),
         t310: Duration::from_secs(20),
+        vendor: Vendor {
+            product: "jonction h323-caller".into(),
+            ..Vendor::jonction()
+        },
         ..Config::default()
     };
     let now = Instant::now();
