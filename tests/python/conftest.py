@@ -128,6 +128,10 @@ class Server:
         return (self.host, h323_port_for(self.http_port))
 
     @property
+    def ras_addr(self) -> tuple[str, int]:
+        return (self.host, ras_port_for(self.http_port))
+
+    @property
     def call_records(self) -> Path:
         return call_records_for(self.http_port)
 
@@ -181,6 +185,11 @@ def h323_port_for(http_port: int) -> int:
     return 1720 + (http_port - HTTP_PORT)
 
 
+def ras_port_for(http_port: int) -> int:
+    """The RAS (UDP) port of an instance: 1719 for the main one, counting down."""
+    return 1719 - (http_port - HTTP_PORT)
+
+
 def call_records_for(http_port: int) -> Path:
     """Where an instance appends its call records."""
     return ARTIFACTS / f"calls-{http_port}.jsonl"
@@ -209,6 +218,8 @@ def launch(
     env["JONCTION_SIP__LISTEN"] = f"{HOST}:{sip_port_for(http_port)}"
     env["JONCTION_SIP__ALLOW_PRIVATE_ADDRESS"] = "true"
     env["JONCTION_H323__LISTEN"] = f"{HOST}:{h323_port_for(http_port)}"
+    env["JONCTION_H323__RAS_LISTEN"] = f"{HOST}:{ras_port_for(http_port)}"
+    env["JONCTION_H323__GATEKEEPER_MODE"] = "true"
     env["JONCTION_SIP__CALL_RECORDS"] = str(call_records_for(http_port))
     call_records_for(http_port).unlink(missing_ok=True)
     env.update(extra_env or {})
