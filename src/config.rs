@@ -145,6 +145,21 @@ pub struct H323Config {
     /// Tunnel H.245 in the call-signalling connection when the caller offers it; false gives
     /// the caller an H.245 address to connect to instead.
     pub h245_tunnelling: bool,
+    /// Address of the RAS socket (UDP; 1719 is the standard port), for the gatekeeper mode
+    /// and our own registration.
+    pub ras_listen: SocketAddr,
+    /// Gatekeeper mode: room systems register to jonction (RRQ/RCF) and ask it to admit their
+    /// calls to it (ARQ/ACF).
+    pub gatekeeper_mode: bool,
+    /// A gatekeeper to register to (`host:port`); empty: none.
+    pub gatekeeper: String,
+    /// Our H.323-ID alias when registering.
+    pub h323_id: String,
+    /// Our E.164 aliases when registering.
+    pub e164: Vec<String>,
+    /// The registration lifetime asked of the gatekeeper (kept alive with lightweight RRQs).
+    #[serde(with = "humantime_serde")]
+    pub time_to_live: Duration,
 }
 
 impl Default for H323Config {
@@ -154,6 +169,12 @@ impl Default for H323Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1720)),
             fast_start: true,
             h245_tunnelling: true,
+            ras_listen: SocketAddr::from(([127, 0, 0, 1], 1719)),
+            gatekeeper_mode: false,
+            gatekeeper: String::new(),
+            h323_id: "jonction".into(),
+            e164: Vec::new(),
+            time_to_live: Duration::from_secs(300),
         }
     }
 }
@@ -417,6 +438,7 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("rooms.bind_ips")
                 .with_list_parse_key("sip.codecs")
+                .with_list_parse_key("h323.e164")
                 .try_parsing(true)
                 .source(Some(env_map.clone())),
         );
@@ -525,6 +547,27 @@ impl Config {
                 message: format!("unknown codec {}", e.0),
             });
         }
+        if !self.h323.gatekeeper.is_empty()
+            && self.h323.gatekeeper.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::BadValue {
+                key: "h323.gatekeeper".into(),
+                origin: Origin::Default,
+                message: "must be an address:port such as 192.0.2.1:1719".into(),
+            });
+        }
+        if let Some(bad) = self
+            .h323
+            .e164
+            .iter()
+            .find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit() || "#*,".contains(c)))
+        {
+            return Err(ConfigError::BadValue {
+                key: "h323.e164".into(),
+                origin: Origin::Default,
+                message: format!("{bad:?} is not an E.164 alias (digits, #, *, ,)"),
+            });
+        }
         if self.rooms.ping_timeout <= self.rooms.ping_interval {
             return Err(ConfigError::BadValue {
                 key: "rooms.ping_timeout".into(),
@@ -582,6 +625,22 @@ mod tests {
                 let _ = std::fs::remove_file(&self.0);
             }
         }
+    }
+
+    #[test]
+    fn h323_aliases_and_gatekeeper_from_the_environment() {
+        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let c = Config::load_with_env(
+            None,
+            &[
+                env("JONCTION_H323__E164", "7300,0187654321"),
+                env("JONCTION_H323__GATEKEEPER", "10.0.0.1:1719"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(c.h323.e164, vec!["7300", "0187654321"]);
+        assert!(Config::load_with_env(None, &[env("JONCTION_H323__GATEKEEPER", "gk")]).is_err());
+        assert!(Config::load_with_env(None, &[env("JONCTION_H323__E164", "12a")]).is_err());
     }
 
     #[test]

@@ -212,7 +212,7 @@ def test_gateway_registers_keeps_alive_and_unregisters():
         extra_env={
             "JONCTION_H323__GATEKEEPER": f"{gk.addr[0]}:{gk.addr[1]}",
             "JONCTION_H323__H323_ID": "jonction-test",
-            "JONCTION_H323__E164": '["7300"]',
+            "JONCTION_H323__E164": "7300",
         },
     )
     try:
