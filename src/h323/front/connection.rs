@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::media::{self, FastStartChoice, AUDIO_CODECS};
+use super::ras::{self, RasCommand};
 use super::Context;
 use crate::call::admission::{Caller, Decision};
 use crate::call::{self, CallId, CallSetup, FromCall, HangupCause, ToCall};
@@ -27,6 +28,7 @@ use crate::h323::call::{
 use crate::h323::h245::{
     self, Codec, Direction, H245Config, H245Event, MediaAddresses, MediaKind, H245,
 };
+use crate::h323::ras::{AdmissionParams, DisengageParams, DisengageReason};
 use crate::h323::tpkt::{self, TpktReader};
 use crate::sip::sdp::SrtpPolicy;
 
@@ -61,6 +63,17 @@ struct Core {
     tx: mpsc::UnboundedSender<ToCall>,
 }
 
+/// A call routed by the dialplan, not started yet.
+struct Routed {
+    id: CallId,
+    call_id: String,
+    called: Party,
+    calling: Party,
+    room: String,
+    token: String,
+    pin: Option<Box<crate::call::PinSetup>>,
+}
+
 /// One connection's state.
 struct Conn {
     ctx: Arc<Context>,
@@ -88,6 +101,14 @@ struct Conn {
     out_codec: Option<h245::AudioCodec>,
     /// When the first byte of an unfinished PDU came.
     partial_since: Option<Instant>,
+    /// The RAS task, when we are registered with a gatekeeper (ARQ before a call, DRQ after).
+    ras: Option<mpsc::UnboundedSender<RasCommand>>,
+    /// The gatekeeper's answer to our ARQ, awaited.
+    admission: Option<oneshot::Receiver<Result<(), String>>>,
+    /// The call was admitted: the DRQ to send at its end.
+    disengage: Option<DisengageParams>,
+    /// The dialplan's route, kept while the gatekeeper admits the call.
+    routed: Option<Routed>,
     started: Instant,
     done: bool,
 }
@@ -98,6 +119,7 @@ pub(super) async fn serve(
     remote: SocketAddr,
     ctx: Arc<Context>,
     cfg: H323Config,
+    ras: Option<mpsc::UnboundedSender<RasCommand>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(local) = stream.local_addr() else {
@@ -132,6 +154,10 @@ pub(super) async fn serve(
         audio_opened: false,
         out_codec: None,
         partial_since: None,
+        ras,
+        admission: None,
+        disengage: None,
+        routed: None,
         started: now(),
         done: false,
     };
@@ -182,6 +208,16 @@ pub(super) async fn serve(
                     Err(e) => warn!(%remote, "H.245 listener: {e}"),
                 }
             }
+            r = admission(&mut c.admission) => {
+                c.admission = None;
+                match r {
+                    Ok(()) => c.start_call(),
+                    Err(reason) => {
+                        info!(%remote, %reason, "the gatekeeper refused the call");
+                        c.release_now(HangupCause::CallerBye, cause::CALL_REJECTED);
+                    }
+                }
+            }
             ev = c.from_core.recv() => {
                 if let Some(ev) = ev {
                     c.core_event(ev);
@@ -203,6 +239,9 @@ pub(super) async fn serve(
     if let Some(core) = c.core.take() {
         let _ = core.tx.send(ToCall::Stop(HangupCause::CallerBye));
     }
+    if let (Some(ras), Some(d)) = (c.ras.as_ref(), c.disengage.take()) {
+        let _ = ras.send(RasCommand::Disengage(d));
+    }
     if let Some(mut l) = c.link.take() {
         let _ = l.wr.shutdown().await;
     }
@@ -214,6 +253,21 @@ pub(super) async fn serve(
 async fn read_link(link: &mut Option<H245Link>, buf: &mut [u8]) -> std::io::Result<usize> {
     match link {
         Some(l) => l.rd.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The gatekeeper's admission (forever when none is awaited); bounded by
+/// [`ras::ADMISSION_TIMEOUT`].
+async fn admission(
+    rx: &mut Option<oneshot::Receiver<Result<(), String>>>,
+) -> Result<(), String> {
+    match rx {
+        Some(r) => match tokio::time::timeout(ras::ADMISSION_TIMEOUT, r).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err("the RAS task is gone".into()),
+            Err(_) => Err("no answer from the gatekeeper".into()),
+        },
         None => std::future::pending().await,
     }
 }
@@ -406,13 +460,66 @@ impl Conn {
         };
         self.incoming = Some(ic);
         if srtp == Some(SrtpPolicy::Required) {
-            info!(
-                call = id.0,
-                "H.323 call refused: the route requires SRTP (no H.235 media security)"
-            );
+            info!(call = id.0, "H.323 call refused: the route requires SRTP (no H.235 media security)");
             self.release_now(HangupCause::NoMedia, cause::INCOMPATIBLE_DESTINATION);
             return;
         }
+        if let Err(e) = self.call.proceeding() {
+            warn!(call = id.0, "CallProceeding not sent: {e}");
+        }
+        self.routed = Some(Routed {
+            id,
+            call_id,
+            called,
+            calling,
+            room,
+            token,
+            pin,
+        });
+        let (Some(ras), Some(ic)) = (self.ras.as_ref(), self.incoming.as_deref()) else {
+            self.start_call();
+            return;
+        };
+        // Registered with a gatekeeper: ARQ (answerCall) first.
+        let params = AdmissionParams {
+            call_reference: ic.call_reference,
+            call_identifier: ic.call_identifier.unwrap_or(ic.conference_id),
+            conference_id: ic.conference_id,
+            answer_call: true,
+            destination: ic.called.clone(),
+            dest_call_signal_address: None,
+            bandwidth: 1280,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.disengage = Some(DisengageParams {
+            call_identifier: params.call_identifier,
+            conference_id: params.conference_id,
+            call_reference: params.call_reference,
+            answered_call: true,
+            reason: DisengageReason::Normal,
+        });
+        if ras.send(RasCommand::Admit(params, tx)).is_ok() {
+            self.admission = Some(rx);
+        } else {
+            self.disengage = None;
+            self.start_call();
+        }
+    }
+
+    /// The call is routed (and admitted): media port, fast start, the call core.
+    fn start_call(&mut self) {
+        let Some(Routed {
+            id,
+            call_id,
+            called,
+            calling,
+            room,
+            token,
+            pin,
+        }) = self.routed.take()
+        else {
+            return;
+        };
         let Some(rtp) = self.ctx.rtp_ports.bind(self.local_ip) else {
             self.release_now(HangupCause::NoMedia, cause::RESOURCE_UNAVAILABLE);
             return;
@@ -455,8 +562,8 @@ impl Conn {
             .as_ref()
             .map(|f| media::negotiated(f.codec, f.frames, f.remote_rtp, f.remote_rtcp));
         self.out_codec = self.fast.as_ref().map(|f| f.codec);
-        if let Err(e) = self.call.proceeding().and_then(|()| self.call.alerting()) {
-            warn!(call = id.0, "H.323 call not progressed: {e}");
+        if let Err(e) = self.call.alerting() {
+            warn!(call = id.0, "Alerting not sent: {e}");
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let setup = CallSetup {

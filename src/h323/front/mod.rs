@@ -4,18 +4,21 @@
 
 mod connection;
 pub mod media;
+mod ras;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::call::admission::Admission;
 use crate::config::H323Config;
+use crate::h323::call::Alias;
+use crate::h323::ras::{Endpoint, EndpointConfig, Gatekeeper, GatekeeperConfig};
 use crate::media::rtp::ports::RtpPorts;
 
 /// At most this many H.323 connections at once; more are closed on accept.
@@ -47,6 +50,8 @@ pub struct H323Front {
     ctx: Arc<Context>,
     listener: TcpListener,
     local: SocketAddr,
+    /// The RAS task and where calls reach it, when RAS is on.
+    ras: Option<(ras::Ras, mpsc::UnboundedSender<ras::RasCommand>, mpsc::UnboundedReceiver<ras::RasCommand>)>,
 }
 
 impl H323Front {
@@ -55,11 +60,17 @@ impl H323Front {
         let listener = TcpListener::bind(cfg.listen).await?;
         let local = listener.local_addr()?;
         info!(%local, "H.323 listening (H.225.0 over TCP)");
+        let ras = if cfg.gatekeeper_mode || !cfg.gatekeeper.is_empty() {
+            Some(bind_ras(cfg, local).await?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg: cfg.clone(),
             ctx: Arc::new(ctx),
             listener,
             local,
+            ras,
         })
     }
 
@@ -69,8 +80,20 @@ impl H323Front {
     }
 
     /// Accepts calls until `stop`, then releases the calls in progress.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let (unregister_tx, unregister_rx) = watch::channel(false);
+        // Calls reach the RAS task only when we register with a gatekeeper (ARQ/DRQ).
+        let (ras_task, to_ras) = match self.ras.take() {
+            Some((r, tx, rx)) => {
+                let registering = !self.cfg.gatekeeper.is_empty();
+                (
+                    Some(tokio::spawn(r.run(rx, unregister_rx))),
+                    registering.then_some(tx),
+                )
+            }
+            None => (None, None),
+        };
         loop {
             tokio::select! {
                 r = self.listener.accept() => match r {
@@ -84,6 +107,7 @@ impl H323Front {
                             remote,
                             self.ctx.clone(),
                             self.cfg.clone(),
+                            to_ras.clone(),
                             stop.clone(),
                         ));
                     }
@@ -107,5 +131,61 @@ impl H323Front {
             warn!("H.323 calls not released within {DRAIN:?}");
             tasks.abort_all();
         }
+        // Calls are gone (their DRQs sent): unregister.
+        let _ = unregister_tx.send(true);
+        drop(to_ras);
+        if let Some(t) = ras_task {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
     }
+}
+
+/// Binds the RAS socket and sets up the gatekeeper mode and our registration.
+async fn bind_ras(
+    cfg: &H323Config,
+    call_signal: SocketAddr,
+) -> std::io::Result<(
+    ras::Ras,
+    mpsc::UnboundedSender<ras::RasCommand>,
+    mpsc::UnboundedReceiver<ras::RasCommand>,
+)> {
+    let sock = UdpSocket::bind(cfg.ras_listen).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("RAS on {} (h323.ras_listen): {e}", cfg.ras_listen))
+    })?;
+    let ras_local = sock.local_addr()?;
+    // Addresses we give out: a wildcard listener is reached on the first local address.
+    let ip = if ras_local.ip().is_unspecified() {
+        crate::call::first_local_ip().unwrap_or(ras_local.ip())
+    } else {
+        ras_local.ip()
+    };
+    let ras_address = SocketAddr::new(ip, ras_local.port());
+    let call_signal = SocketAddr::new(
+        if call_signal.ip().is_unspecified() {
+            ip
+        } else {
+            call_signal.ip()
+        },
+        call_signal.port(),
+    );
+    let gatekeeper = cfg.gatekeeper_mode.then(|| {
+        info!(%ras_address, "H.323 gatekeeper mode on");
+        Gatekeeper::new(GatekeeperConfig::new("jonction", ras_address, call_signal))
+    });
+    let endpoint = match cfg.gatekeeper.parse::<SocketAddr>() {
+        Ok(gk) => {
+            let mut c = EndpointConfig::new(call_signal, ras_address, gk);
+            c.aliases = std::iter::once(Alias::H323Id(cfg.h323_id.clone()))
+                .filter(|a| !matches!(a, Alias::H323Id(s) if s.is_empty()))
+                .chain(cfg.e164.iter().cloned().map(Alias::Digits))
+                .collect();
+            c.discover = true;
+            c.time_to_live = cfg.time_to_live;
+            info!(gatekeeper = %gk, "registering with the gatekeeper");
+            Some(Endpoint::new(c))
+        }
+        Err(_) => None,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    Ok((ras::Ras::new(sock, endpoint, gatekeeper), tx, rx))
 }
