@@ -244,6 +244,9 @@ struct Pending {
 struct ActiveCall {
     params: AdmissionParams,
     bandwidth: u32,
+    /// ACF's `irrFrequency`: an unsolicited IRR this often, next at `next_irr`.
+    irr_every: Option<Duration>,
+    next_irr: Option<Instant>,
 }
 
 /// jonction's RAS endpoint: registration with one gatekeeper and admission of calls.
@@ -521,12 +524,13 @@ impl Endpoint {
                     return;
                 };
                 let bandwidth = acf.band_width.0;
+                let irr_every = acf.irr_frequency.map(|f| Duration::from_secs(f.into()));
                 self.events.push_back(RasEvent::Admitted {
                     seq: n,
                     call_identifier: call.call_identifier,
                     dest_call_signal_address: uuie::from_transport(&acf.dest_call_signal_address),
                     bandwidth,
-                    irr_frequency: acf.irr_frequency.map(|f| Duration::from_secs(f.into())),
+                    irr_frequency: irr_every,
                     gatekeeper_routed: matches!(
                         acf.call_model,
                         h225::CallModel::gatekeeperRouted(_)
@@ -538,6 +542,8 @@ impl Endpoint {
                         ActiveCall {
                             params: call,
                             bandwidth,
+                            irr_every,
+                            next_irr: irr_every.map(|e| now + e),
                         },
                     );
                 }
@@ -600,10 +606,12 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let irr = self.calls.values().filter_map(|c| c.next_irr);
         self.pending
             .values()
             .map(|p| p.deadline)
             .chain(self.rereg_at)
+            .chain(irr)
             .min()
     }
 
@@ -646,6 +654,7 @@ impl Endpoint {
                 }),
             }
         }
+        self.send_due_irrs(now);
         if self.rereg_at.is_some_and(|t| t <= now) {
             self.rereg_at = None;
             if self.stopped {
@@ -852,17 +861,7 @@ impl Endpoint {
                 Some(id) if crv != 0 => Guid::from_asn(&id.guid) == c.params.call_identifier,
                 _ => crv == 0 || crv == c.params.call_reference,
             })
-            .map(|c| PerCall {
-                call_reference: c.params.call_reference,
-                conference_id: c.params.conference_id.conference_id(),
-                call_identifier: c.params.call_identifier.call_identifier(),
-                originator: !c.params.answer_call,
-                bandwidth: c.bandwidth,
-                call_signalling: (
-                    Some(self.config.call_signal_address),
-                    c.params.dest_call_signal_address,
-                ),
-            })
+            .map(|c| self.per_call(c))
             .collect();
         let to = irq
             .reply_address
@@ -907,5 +906,54 @@ impl Endpoint {
             conference_id,
             call_reference,
         });
+    }
+
+    fn per_call(&self, c: &ActiveCall) -> PerCall {
+        PerCall {
+            call_reference: c.params.call_reference,
+            conference_id: c.params.conference_id.conference_id(),
+            call_identifier: c.params.call_identifier.call_identifier(),
+            originator: !c.params.answer_call,
+            bandwidth: c.bandwidth,
+            call_signalling: (
+                Some(self.config.call_signal_address),
+                c.params.dest_call_signal_address,
+            ),
+        }
+    }
+
+    /// Unsolicited IRRs for the calls whose `irrFrequency` period ran out.
+    fn send_due_irrs(&mut self, now: Instant) {
+        let Some(endpoint_id) = self.endpoint_id.clone().filter(|_| self.registered) else {
+            return;
+        };
+        let mut due = Vec::new();
+        for c in self.calls.values_mut() {
+            if let (Some(every), Some(next)) = (c.irr_every, c.next_irr) {
+                if next <= now {
+                    c.next_irr = Some(now + every.max(Duration::from_secs(1)));
+                    due.push(c.params.call_identifier);
+                }
+            }
+        }
+        for id in due {
+            let Some(call) = self.calls.get(&id) else {
+                continue;
+            };
+            let per_call = self.per_call(call);
+            let n = self.seq();
+            let msg = m::irr(
+                n,
+                &self.config.vendor,
+                endpoint_id.clone(),
+                self.config.ras_address,
+                &[self.config.call_signal_address],
+                &self.config.aliases,
+                &[per_call],
+                true,
+            );
+            let to = self.gk_ras;
+            self.send(to, &msg);
+        }
     }
 }

@@ -31,6 +31,9 @@ pub struct GatekeeperConfig {
     pub max_bandwidth: u32,
     /// The most calls admitted and not disengaged.
     pub max_calls: usize,
+    /// ACF's `irrFrequency`: ask admitted endpoints for an unsolicited IRR this often, in
+    /// seconds (none: no IRRs asked).
+    pub irr_frequency: Option<u16>,
 }
 
 impl GatekeeperConfig {
@@ -50,6 +53,7 @@ impl GatekeeperConfig {
             max_registrations: 10_000,
             max_bandwidth: 40_000,
             max_calls: 10_000,
+            irr_frequency: None,
         }
     }
 }
@@ -545,7 +549,12 @@ impl Gatekeeper {
         let conference_id = Guid::from_asn(&arq.conference_id.0);
         self.send(
             from,
-            &m::acf(n, bandwidth, self.config.call_signal_address, None),
+            &m::acf(
+                n,
+                bandwidth,
+                self.config.call_signal_address,
+                self.config.irr_frequency,
+            ),
         );
         let key = (id.clone(), call_identifier.unwrap_or(conference_id));
         if self.calls.insert(key, bandwidth).is_some() {

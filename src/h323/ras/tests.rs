@@ -899,3 +899,45 @@ fn endpoint_answers_other_requests_with_xrs() {
     };
     assert_eq!(x.request_seq_num.0, 9);
 }
+
+#[test]
+fn unsolicited_irrs_at_the_irr_frequency() {
+    let t = Instant::now();
+    let mut ep = Endpoint::new(ep_config(false));
+    let mut config = gk_config();
+    config.irr_frequency = Some(30);
+    let mut gk = Gatekeeper::new(config);
+    ep.start(t);
+    pump(t, &mut ep, &mut gk);
+    ep.admit(t, call(1)).expect("ARQ");
+    pump(t, &mut ep, &mut gk);
+    assert!(events(&mut ep).iter().any(|e| matches!(
+        e,
+        RasEvent::Admitted { irr_frequency: Some(f), .. } if *f == s(30)
+    )));
+    gk_events(&mut gk);
+    assert_eq!(ep.poll_timeout(), Some(t + s(30)));
+    ep.handle_timeout(t + s(30));
+    let (to, b) = ep.poll_transmit().expect("IRR");
+    assert_eq!(to, a(GK_RAS));
+    let RasMessage::infoRequestResponse(irr) = decode(&b) else {
+        panic!()
+    };
+    assert_eq!(irr.unsolicited, Some(true));
+    gk.handle_datagram(t + s(30), a(EP_RAS), &b);
+    assert!(matches!(
+        &gk_events(&mut gk)[..],
+        [GatekeeperEvent::InfoResponse { calls: 1, .. }]
+    ));
+    assert_eq!(ep.poll_timeout(), Some(t + s(60)));
+    // None once the call is disengaged.
+    let end = DisengageParams {
+        call_identifier: Guid([1; 16]),
+        conference_id: Guid([2; 16]),
+        call_reference: 101,
+        ..Default::default()
+    };
+    ep.disengage(t + s(40), end).expect("DRQ");
+    pump(t + s(40), &mut ep, &mut gk);
+    assert_eq!(ep.poll_timeout(), Some(t + s(200)), "the keep-alive only");
+}
