@@ -79,7 +79,8 @@ impl Vendor {
         }
     }
 
-    fn from_asn(v: &h225::VendorIdentifier) -> Self {
+    /// From the ASN.1 type.
+    pub fn from_asn(v: &h225::VendorIdentifier) -> Self {
         let text = |b: &Option<OctetString>| {
             b.as_ref()
                 .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_owned())
@@ -94,7 +95,8 @@ impl Vendor {
         }
     }
 
-    fn to_asn(&self) -> h225::VendorIdentifier {
+    /// As the ASN.1 type.
+    pub fn to_asn(&self) -> h225::VendorIdentifier {
         let text = |s: &str| {
             let b = &s.as_bytes()[..s.len().min(256)];
             (!b.is_empty()).then(|| OctetString::from(b.to_vec()))
