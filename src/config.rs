@@ -155,7 +155,9 @@ pub struct H323Config {
     pub gatekeeper: String,
     /// Our H.323-ID alias when registering.
     pub h323_id: String,
-    /// Our E.164 aliases when registering.
+    /// Our E.164 aliases when registering (in an environment variable, a single number with
+    /// a leading 0 loses it: give it in the file, or list two).
+    #[serde(deserialize_with = "digit_strings")]
     pub e164: Vec<String>,
     /// The registration lifetime asked of the gatekeeper (kept alive with lightweight RRQs).
     #[serde(with = "humantime_serde")]
@@ -177,6 +179,31 @@ impl Default for H323Config {
             time_to_live: Duration::from_secs(300),
         }
     }
+}
+
+/// A list of digit strings, also taken as one value: an environment variable with a single
+/// number (`JONCTION_H323__E164=7300`) reaches us as an integer, not a list.
+fn digit_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Text(String),
+        Number(u64),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<Item>),
+        One(Item),
+    }
+    let text = |i: Item| match i {
+        Item::Text(s) => s,
+        Item::Number(n) => n.to_string(),
+    };
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v.into_iter().map(text).collect(),
+        OneOrMany::One(i) => vec![text(i)],
+    })
 }
 
 /// `[log]`
@@ -547,20 +574,17 @@ impl Config {
                 message: format!("unknown codec {}", e.0),
             });
         }
-        if !self.h323.gatekeeper.is_empty()
-            && self.h323.gatekeeper.parse::<SocketAddr>().is_err()
-        {
+        if !self.h323.gatekeeper.is_empty() && self.h323.gatekeeper.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::BadValue {
                 key: "h323.gatekeeper".into(),
                 origin: Origin::Default,
                 message: "must be an address:port such as 192.0.2.1:1719".into(),
             });
         }
-        if let Some(bad) = self
-            .h323
-            .e164
-            .iter()
-            .find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit() || "#*,".contains(c)))
+        if let Some(bad) =
+            self.h323.e164.iter().find(|n| {
+                n.is_empty() || !n.chars().all(|c| c.is_ascii_digit() || "#*,".contains(c))
+            })
         {
             return Err(ConfigError::BadValue {
                 key: "h323.e164".into(),
@@ -639,6 +663,8 @@ mod tests {
         )
         .expect("loads");
         assert_eq!(c.h323.e164, vec!["7300", "0187654321"]);
+        let c = Config::load_with_env(None, &[env("JONCTION_H323__E164", "7300")]).expect("one");
+        assert_eq!(c.h323.e164, vec!["7300"]);
         assert!(Config::load_with_env(None, &[env("JONCTION_H323__GATEKEEPER", "gk")]).is_err());
         assert!(Config::load_with_env(None, &[env("JONCTION_H323__E164", "12a")]).is_err());
     }

@@ -259,9 +259,7 @@ async fn read_link(link: &mut Option<H245Link>, buf: &mut [u8]) -> std::io::Resu
 
 /// The gatekeeper's admission (forever when none is awaited); bounded by
 /// [`ras::ADMISSION_TIMEOUT`].
-async fn admission(
-    rx: &mut Option<oneshot::Receiver<Result<(), String>>>,
-) -> Result<(), String> {
+async fn admission(rx: &mut Option<oneshot::Receiver<Result<(), String>>>) -> Result<(), String> {
     match rx {
         Some(r) => match tokio::time::timeout(ras::ADMISSION_TIMEOUT, r).await {
             Ok(Ok(answer)) => answer,
@@ -460,7 +458,10 @@ impl Conn {
         };
         self.incoming = Some(ic);
         if srtp == Some(SrtpPolicy::Required) {
-            info!(call = id.0, "H.323 call refused: the route requires SRTP (no H.235 media security)");
+            info!(
+                call = id.0,
+                "H.323 call refused: the route requires SRTP (no H.235 media security)"
+            );
             self.release_now(HangupCause::NoMedia, cause::INCOMPATIBLE_DESTINATION);
             return;
         }

@@ -51,7 +51,11 @@ pub struct H323Front {
     listener: TcpListener,
     local: SocketAddr,
     /// The RAS task and where calls reach it, when RAS is on.
-    ras: Option<(ras::Ras, mpsc::UnboundedSender<ras::RasCommand>, mpsc::UnboundedReceiver<ras::RasCommand>)>,
+    ras: Option<(
+        ras::Ras,
+        mpsc::UnboundedSender<ras::RasCommand>,
+        mpsc::UnboundedReceiver<ras::RasCommand>,
+    )>,
 }
 
 impl H323Front {
@@ -84,16 +88,12 @@ impl H323Front {
         let mut tasks = JoinSet::new();
         let (unregister_tx, unregister_rx) = watch::channel(false);
         // Calls reach the RAS task only when we register with a gatekeeper (ARQ/DRQ).
-        let (ras_task, to_ras) = match self.ras.take() {
-            Some((r, tx, rx)) => {
-                let registering = !self.cfg.gatekeeper.is_empty();
-                (
-                    Some(tokio::spawn(r.run(rx, unregister_rx))),
-                    registering.then_some(tx),
-                )
-            }
+        // `ras_tx` keeps the RAS task's command channel open until the end.
+        let (ras_task, ras_tx) = match self.ras.take() {
+            Some((r, tx, rx)) => (Some(tokio::spawn(r.run(rx, unregister_rx))), Some(tx)),
             None => (None, None),
         };
+        let to_ras = ras_tx.clone().filter(|_| !self.cfg.gatekeeper.is_empty());
         loop {
             tokio::select! {
                 r = self.listener.accept() => match r {
@@ -133,7 +133,7 @@ impl H323Front {
         }
         // Calls are gone (their DRQs sent): unregister.
         let _ = unregister_tx.send(true);
-        drop(to_ras);
+        drop((to_ras, ras_tx));
         if let Some(t) = ras_task {
             let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
         }
@@ -150,7 +150,10 @@ async fn bind_ras(
     mpsc::UnboundedReceiver<ras::RasCommand>,
 )> {
     let sock = UdpSocket::bind(cfg.ras_listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("RAS on {} (h323.ras_listen): {e}", cfg.ras_listen))
+        std::io::Error::new(
+            e.kind(),
+            format!("RAS on {} (h323.ras_listen): {e}", cfg.ras_listen),
+        )
     })?;
     let ras_local = sock.local_addr()?;
     // Addresses we give out: a wildcard listener is reached on the first local address.

@@ -42,7 +42,11 @@ pub struct Ras {
 
 impl Ras {
     /// A RAS task on `sock` with the machines configured.
-    pub fn new(sock: UdpSocket, endpoint: Option<Endpoint>, gatekeeper: Option<Gatekeeper>) -> Self {
+    pub fn new(
+        sock: UdpSocket,
+        endpoint: Option<Endpoint>,
+        gatekeeper: Option<Gatekeeper>,
+    ) -> Self {
         Ras {
             sock,
             endpoint,
@@ -126,10 +130,28 @@ impl Ras {
             .endpoint
             .as_ref()
             .is_some_and(|e| e.gatekeeper_address() == from);
-        match (to_endpoint, self.gatekeeper.as_mut(), self.endpoint.as_mut()) {
-            (true, _, Some(ep)) | (false, None, Some(ep)) => ep.handle_datagram(t, from, data),
-            (false, Some(gk), _) => gk.handle_datagram(t, from, data),
-            _ => debug!(%from, "RAS datagram with nobody to take it"),
+        let malformed = match (
+            to_endpoint,
+            self.gatekeeper.as_mut(),
+            self.endpoint.as_mut(),
+        ) {
+            (true, _, Some(ep)) | (false, None, Some(ep)) => {
+                let before = ep.stats().malformed;
+                ep.handle_datagram(t, from, data);
+                ep.stats().malformed > before
+            }
+            (false, Some(gk), _) => {
+                let before = gk.stats().malformed;
+                gk.handle_datagram(t, from, data);
+                gk.stats().malformed > before
+            }
+            _ => {
+                debug!(%from, "RAS datagram with nobody to take it");
+                false
+            }
+        };
+        if malformed {
+            warn!(%from, len = data.len(), "malformed RAS datagram ignored");
         }
     }
 
@@ -170,7 +192,9 @@ impl Ras {
                     endpoint_id,
                     gatekeeper_id,
                     time_to_live,
-                } => info!(%endpoint_id, ?gatekeeper_id, ?time_to_live, "registered with the gatekeeper"),
+                } => {
+                    info!(%endpoint_id, ?gatekeeper_id, ?time_to_live, "registered with the gatekeeper")
+                }
                 RasEvent::Refreshed { time_to_live } => {
                     debug!(?time_to_live, "registration kept alive")
                 }

@@ -941,3 +941,29 @@ fn unsolicited_irrs_at_the_irr_frequency() {
     pump(t + s(40), &mut ep, &mut gk);
     assert_eq!(ep.poll_timeout(), Some(t + s(200)), "the keep-alive only");
 }
+
+/// RAS PDUs encoded by pycrate (an independent ASN.1 stack): a full RRQ, lightweight ones
+/// (keepAlive, endpointIdentifier as an extension addition) and an ARQ of root components
+/// decode. Its ARQ with extension additions is malformed (open types of length 0: Wireshark
+/// says so too) and is refused, not misread.
+#[test]
+fn pycrate_pdus() {
+    let good = [
+        "0e400000060008914a00078001000ac80002071c01000ac80002071b0201c0006a006f006e006300740069006f006e00b5000000348b00000002003b010001000100",
+        "0e400000060008914a00078001000ac80002071c01000ac80002071b0201c0006a006f006e006300740069006f006e00b5000000348b00000002003b018001000100",
+        "0e400000060008914a00078001000ac80002071c01000ac80002071b0201c0006a006f006e006300740069006f006e00b5000000348f00000002003b0180110e006a006e00300030003000300030003101000100",
+        "2480006701c0006a006e003000300030003000300031014008007200610073002d00310032003300340035014007007200610073002d0072006f006f006d40050000072222222222222222222222222222222200",
+    ];
+    let bad = "2680006701c0006a006e003000300030003000300031014008007200610073002d00310032003300340035014007007200610073002d0072006f006f006d400500000722222222222222222222222222222222096020000001001100111111111111111111111111111111110100";
+    let bytes = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    for hex in good {
+        let r = rasn::aper::decode::<RasMessage>(&bytes(hex));
+        assert!(r.is_ok(), "{hex}: {r:?}");
+    }
+    assert!(rasn::aper::decode::<RasMessage>(&bytes(bad)).is_err());
+}
