@@ -149,8 +149,11 @@ pub enum FromCall {
 pub struct CallSetup {
     /// Our id.
     pub id: CallId,
-    /// The SIP Call-ID (for the room's attributes and the record).
+    /// The protocol's call id: SIP Call-ID, or H.323 callIdentifier in hex (for the room's
+    /// attributes and the record).
     pub sip_call_id: String,
+    /// The device leg's protocol.
+    pub protocol: crate::dialplan::Protocol,
     /// Room to join.
     pub room: String,
     /// Caller number or user.

@@ -11,8 +11,10 @@ use super::{CallSetup, HangupCause};
 /// What is recorded about a call.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRecord {
-    /// SIP Call-ID.
+    /// The protocol's call id (SIP Call-ID, H.323 callIdentifier in hex).
     pub call_id: String,
+    /// `sip` or `h323`.
+    pub protocol: String,
     /// Room joined.
     pub room: String,
     /// Caller.
@@ -81,6 +83,7 @@ impl CallRecord {
     pub fn start(s: &CallSetup, now: SystemTime) -> Self {
         Self {
             call_id: s.sip_call_id.clone(),
+            protocol: s.protocol.to_string(),
             room: s.room.clone(),
             from: s.caller.clone(),
             to: s.callee.clone(),

@@ -415,6 +415,7 @@ impl SipFront {
         let setup = CallSetup {
             id,
             sip_call_id: dialog.call_id.clone(),
+            protocol: Protocol::Sip,
             room: room.clone(),
             caller,
             callee: called.clone(),

@@ -3,7 +3,9 @@
   admission for a call (ARQ → ACF naming jonction's call-signalling address), places it with
   the H.323 test caller, disengages (DRQ) and unregisters (URQ);
 - jonction registers to a test gatekeeper, keeps the registration alive with lightweight RRQs
-  before its timeToLive runs out, and unregisters (URQ) when it stops."""
+  before its timeToLive runs out, asks admission (ARQ, answerCall) for a call it receives and
+  disengages (DRQ) after it, and unregisters (URQ) when it stops.
+What the gatekeeper mode sends is also checked with tshark (no malformed packet)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import ARTIFACTS, Server, assert_clean_exit, launch, stop
-from test_h323 import CLIENT_IP, records_for, report_of, start_caller
+from conftest import ARTIFACTS, Capture, Server, assert_clean_exit, launch, stop
+from test_h323 import CLIENT_IP, records_for, report_of, start_caller, tshark_malformed, tshark_protocols
 
 try:
     from pycrate_asn1dir import H225
@@ -88,6 +90,8 @@ def test_room_system_registers_to_the_gatekeeper_and_places_an_admitted_call(ser
     gk = server.ras_addr
     ep = RasPeer()
     csa = (CLIENT_IP, 1820)
+    pcap = ARTIFACTS / "h323-ras-gatekeeper.pcap"
+    cap = Capture(pcap, f"udp port {gk[1]}", ARTIFACTS / "h323-ras-tshark.log")
     try:
         name, gcf = ep.request(gk, "gatekeeperRequest", {
             "protocolIdentifier": PROTOCOL, "rasAddress": transport(*ep.addr), "endpointType": TERMINAL,
@@ -157,6 +161,12 @@ def test_room_system_registers_to_the_gatekeeper_and_places_an_admitted_call(ser
         assert name == "admissionReject", (name, val)
     finally:
         ep.close()
+        cap.stop()
+    # What the gatekeeper mode sent (and pycrate's requests) decodes in tshark, port 1719.
+    bad = tshark_malformed(pcap, [])
+    sent = [l for l in bad if l]
+    assert not sent, "tshark finds malformed RAS packets:\n" + "\n".join(sent[:20])
+    assert tshark_protocols(pcap, []).count("h225") >= 14, "tshark did not dissect the RAS messages"
 
 
 class PycrateGatekeeper(threading.Thread):
@@ -193,6 +203,13 @@ class PycrateGatekeeper(threading.Thread):
                 })
             elif name == "unregistrationRequest":
                 answer = ("unregistrationConfirm", {"requestSeqNum": seq})
+            elif name == "admissionRequest":
+                answer = ("admissionConfirm", {
+                    "requestSeqNum": seq, "bandWidth": val.get("bandWidth", 1280), "callModel": ("direct", 0),
+                    "destCallSignalAddress": val.get("destCallSignalAddress", transport(*self.addr)),
+                })
+            elif name == "disengageRequest":
+                answer = ("disengageConfirm", {"requestSeqNum": seq})
             else:
                 continue
             self.peer.sock.sendto(encode(answer), frm)
@@ -229,6 +246,18 @@ def test_gateway_registers_keeps_alive_and_unregisters():
         assert lightweight[0].get("endpointIdentifier") == "ep-jonction", lightweight[0]
         first_light = [t for (t, n, v) in gk.log if n == "registrationRequest" and v.get("keepAlive")][0]
         assert first_light - full[0][0] < 6.0, "the keep-alive came after the registration expired"
+
+        # A call to the registered gateway: ARQ (answerCall) before it goes on, DRQ after.
+        room = f"ras-in-{int(time.time()) % 100000}"
+        report = report_of(start_caller(srv, room, "tunnel", "--seconds", "2"), 40)
+        assert report.get("connected") and report.get("released_by") == "local", report
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(n == "disengageRequest" for (_t, n, _v) in gk.log):
+            time.sleep(0.1)
+        arqs = [v for (_t, n, v) in gk.log if n == "admissionRequest"]
+        assert len(arqs) == 1 and arqs[0].get("answerCall") is True, arqs
+        drqs = [v for (_t, n, v) in gk.log if n == "disengageRequest"]
+        assert len(drqs) == 1 and drqs[0].get("endpointIdentifier") == "ep-jonction", drqs
     finally:
         exited, status = stop(srv)
         time.sleep(0.5)

@@ -570,6 +570,7 @@ impl Conn {
         let setup = CallSetup {
             id,
             sip_call_id: call_id,
+            protocol: Protocol::H323,
             room: room.clone(),
             caller: calling.user.clone(),
             callee: called.user.clone(),
