@@ -162,6 +162,9 @@ pub struct H323Config {
     /// The registration lifetime asked of the gatekeeper (kept alive with lightweight RRQs).
     #[serde(with = "humantime_serde")]
     pub time_to_live: Duration,
+    /// H.264 video (H.241 capability, one channel each way, remuxed to the room): the most we
+    /// receive, in kbit/s; 0 turns video off.
+    pub video_max_kbps: u32,
 }
 
 impl Default for H323Config {
@@ -177,6 +180,7 @@ impl Default for H323Config {
             h323_id: "jonction".into(),
             e164: Vec::new(),
             time_to_live: Duration::from_secs(300),
+            video_max_kbps: crate::sip::sdp::DEFAULT_VIDEO_KBPS,
         }
     }
 }

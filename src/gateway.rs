@@ -29,6 +29,7 @@ pub struct Running {
     sip: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     h323: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     ready: Arc<AtomicBool>,
+    signalling: tokio_util::task::TaskTracker,
     stop_tx: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -55,7 +56,9 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
     let http_addr = listener.local_addr()?;
     let dev_mode = cfg.http.dev_mode();
+    let signalling = tokio_util::task::TaskTracker::new();
     let state = AppState {
+        signalling: signalling.clone(),
         keys,
         rooms: rooms.clone(),
         dev_mode,
@@ -155,6 +158,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         sip,
         h323,
         ready,
+        signalling,
         stop_tx,
         server,
     })
@@ -174,6 +178,14 @@ impl Running {
         }
         if let Some(r) = &self.rooms {
             r.shutdown().await;
+        }
+        // The WebSocket tasks deliver their last Leave and close frame.
+        self.signalling.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.signalling.wait())
+            .await
+            .is_err()
+        {
+            warn!("signalling connections did not close within 5 s");
         }
         let _ = self.stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(10), self.server).await {

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use tower_http::services::ServeDir;
 
 use crate::rooms::service::ConnEvent;
@@ -37,6 +38,9 @@ pub struct AppState {
     pub web_root: PathBuf,
     /// False until started, and again while shutting down.
     pub ready: Arc<AtomicBool>,
+    /// The signalling WebSocket tasks, which outlive their HTTP connection: a graceful stop
+    /// waits for them to deliver their last `Leave` and close frame.
+    pub signalling: TaskTracker,
 }
 
 /// All routes.
@@ -293,7 +297,10 @@ async fn rtc(
         .is_none_or(|v| v != "0" && v != "false");
     ws.max_message_size(MAX_FRAME)
         .read_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| serve_signal(socket, rooms, grant, auto_subscribe))
+        .on_upgrade(move |socket| {
+            st.signalling
+                .track_future(serve_signal(socket, rooms, grant, auto_subscribe))
+        })
 }
 
 async fn serve_signal(
@@ -328,10 +335,12 @@ async fn serve_signal(
                 }
                 Some(ConnEvent::Close(why)) => {
                     let _ = sink.send(close(1000, &why)).await;
+                    await_close(&mut stream).await;
                     break;
                 }
                 None => {
                     let _ = sink.send(close(1001, "server going away")).await;
+                    await_close(&mut stream).await;
                     break;
                 }
             },
@@ -365,6 +374,23 @@ async fn serve_signal(
         }
     }
     rooms.disconnected(conn);
+}
+
+/// How long a closing server waits for the client's close frame.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Finishes the closing handshake we started (RFC 6455 §7.1.1): reads until the client's close
+/// frame or the end of the stream, for [`CLOSE_WAIT`] at most. Dropping the TCP connection at once
+/// would reset it when client data is still unread, and the client could lose our last `Leave`.
+async fn await_close(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let drain = async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
 }
 
 fn close(code: u16, reason: &str) -> Message {

@@ -28,6 +28,7 @@ fn negotiated(feedback: VideoFeedback) -> NegotiatedVideo {
     NegotiatedVideo {
         media_index: 1,
         pt: PT,
+        peer_pt: PT,
         packetization_mode: 1,
         profile_level_id: ProfileLevelId::parse("42e01f").expect("level 3.1"),
         remote_rtp: device(),

@@ -127,7 +127,8 @@ pub enum ToCall {
     Media(Box<Negotiated>),
     /// A digit from SIP INFO (RFC 2976 with `application/dtmf-relay` or `application/dtmf`).
     Dtmf(char),
-    /// The device asked for a video keyframe with SIP INFO (RFC 5168).
+    /// The device asked for a video keyframe (SIP INFO, RFC 5168; H.245
+    /// videoFastUpdatePicture).
     FastUpdate,
 }
 
@@ -138,7 +139,7 @@ pub enum FromCall {
     Answer(CallId),
     /// End the call with the device (send BYE, or a final error before answer).
     Hangup(CallId, HangupCause),
-    /// Ask the device for a video keyframe with SIP INFO (RFC 5168).
+    /// Ask the device for a video keyframe (SIP INFO, RFC 5168; H.245 videoFastUpdatePicture).
     FastUpdate(CallId),
     /// A digit from the room (`SipDTMF`) for a device whose media has no RFC 4733 events:
     /// the front signals it (H.245 UserInputIndication).
@@ -447,7 +448,10 @@ async fn bridge(
                         match (video.as_mut(), n.video.as_ref()) {
                             (Some(v), Some(nv)) => v.renegotiated(nv),
                             (None, Some(_)) => video = start_video(s, Some(&n), &me, &mut link, tx),
-                            (Some(_), None) => video = None,
+                            (Some(v), None) => {
+                                rec.observe_video(v);
+                                video = None;
+                            }
                             (None, None) => {}
                         }
                     }

@@ -224,10 +224,7 @@ impl CallVideo {
             ssrc,
             device_ssrc: None,
             device_addr: neg.remote_rtp,
-            depack: Depacketizer::new(DepacketizerConfig {
-                payload_type: Some(neg.pt),
-                ..DepacketizerConfig::default()
-            }),
+            depack: depacketizer(neg.peer_pt),
             published: Publication::None,
             device_asked: None,
             epoch: now,
@@ -275,7 +272,17 @@ impl CallVideo {
                 .and_then(|k| SrtpSession::new(&k.local, &k.remote).ok());
         }
         self.device_addr = neg.remote_rtp;
+        if neg.peer_pt != self.neg.peer_pt {
+            self.depack = depacketizer(neg.peer_pt);
+            self.device_ssrc = None;
+        }
+        let limit_changed = neg.max_kbps != self.neg.max_kbps;
         self.neg = neg.clone();
+        if limit_changed {
+            // A new limit (re-INVITE bandwidth, H.245 FlowControlCommand) replaces the old one.
+            self.max_kbps = neg.max_kbps;
+            self.sync_track_settings();
+        }
     }
 
     /// The room leg was joined again (new session, new track ids): publish anew at the next
@@ -321,7 +328,7 @@ impl CallVideo {
         };
         // Latch onto the first packet of the negotiated payload type; strangers are dropped.
         match self.device_ssrc {
-            None if pkt.pt() == self.neg.pt => {
+            None if pkt.pt() == self.neg.peer_pt => {
                 self.device_ssrc = Some(pkt.ssrc());
                 if from != self.device_addr {
                     info!(%from, negotiated = %self.device_addr, "video latched to the device's source address");
@@ -756,4 +763,12 @@ impl CallVideo {
     pub fn poll_output(&mut self) -> Option<VideoOutput> {
         self.out.pop_front()
     }
+}
+
+/// A depacketizer for the device's H.264 payload type.
+fn depacketizer(payload_type: u8) -> Depacketizer {
+    Depacketizer::new(DepacketizerConfig {
+        payload_type: Some(payload_type),
+        ..DepacketizerConfig::default()
+    })
 }

@@ -306,9 +306,14 @@ class Capture:
             [tshark, "-q", "-i", "any", "-w", str(pcap), "-f", bpf],
             stdout=subprocess.DEVNULL, stderr=log.open("wb"),
         )
+        # tshark prints "Capturing on" before dumpcap has attached the filter, and "Capture
+        # started." once it has: packets sent in between would be missed.
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and b"Capturing" not in log.read_bytes():
-            time.sleep(0.2)
+        while time.monotonic() < deadline and b"Capture started" not in log.read_bytes():
+            if self.proc.poll() is not None:
+                pytest.fail(f"tshark exited: {log.read_text(errors='replace')}")
+            time.sleep(0.1)
+        time.sleep(0.2)
 
     def stop(self) -> None:
         time.sleep(1)  # the last packets reach the capture

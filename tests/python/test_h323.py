@@ -22,7 +22,7 @@ from typing import Optional
 
 import pytest
 
-from livekit import api
+from livekit import api, rtc
 
 from conftest import API_KEY, API_SECRET, ARTIFACTS, REPO, Capture, Server
 from test_rooms import Rooms, SinePublisher, collect_audio, run
@@ -305,6 +305,96 @@ def test_h323_call_ended_by_the_room(server: Server):
     assert report["h245"].get("session_ended_by_peer"), report
     recs = records_for(server, room)
     assert len(recs) == 1 and recs[0]["end_cause"] == "room-closed", recs
+
+
+# --- video ----------------------------------------------------------------------------------
+
+VIDEO = REPO / "tests" / "data" / "video" / "a_640x360.h264"
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_h323_video_both_ways(server: Server):
+    """H.264 in both TerminalCapabilitySets (H.241 generic capability): the gateway opens its
+    video channel to the caller and accepts the caller's. The room decodes the caller's
+    640x360 pictures; the caller receives the room publisher's H.264, in the payload type of
+    the gateway's channel, with a keyframe after its videoFastUpdatePicture; the gateway asks
+    the caller for a keyframe (videoFastUpdatePicture) when the device's video starts, and
+    takes the caller's FlowControlCommand. The record counts the video; every PDU decodes in
+    tshark and pycrate."""
+    from test_video import ColourPublisher
+
+    room = f"h323-video-{secrets.token_hex(3)}"
+    pcap = ARTIFACTS / "h323-video.pcap"
+    cap = Capture(pcap, f"tcp and host {CLIENT_IP}", ARTIFACTS / "h323-video-tshark.log")
+    report: dict = {}
+    sizes: dict = {}
+
+    async def main():
+        nonlocal report
+        async with Rooms(server) as rooms:
+            watcher = await rooms.connect(room, "watcher")
+            got: list = []
+            watcher.on(
+                "track_subscribed",
+                lambda t, pub, p: got.append(t) if t.kind == rtc.TrackKind.KIND_VIDEO else None,
+            )
+            camera = ColourPublisher(watcher, (230, 30, 30))
+            await camera.start()
+            caller = start_caller(
+                server, room, "tunnel", "--seconds", "10", "--video", str(VIDEO),
+                "--fast-update-at", "3", "--video-limit-kbps", "400",
+            )
+            try:
+                deadline = time.monotonic() + 15
+                while not got and time.monotonic() < deadline and caller.poll() is None:
+                    await asyncio.sleep(0.05)
+                assert got, "the H.323 caller's video did not reach the room"
+                stream = rtc.VideoStream(got[0], format=rtc.VideoBufferType.RGBA)
+
+                async def pull():
+                    async for ev in stream:
+                        key = (ev.frame.width, ev.frame.height)
+                        sizes[key] = sizes.get(key, 0) + 1
+                        if sizes.get((640, 360), 0) >= 10:
+                            return
+
+                try:
+                    await asyncio.wait_for(pull(), 15)
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    await stream.aclose()
+            finally:
+                report = await asyncio.to_thread(report_of, caller, 40)
+                await camera.stop()
+
+    try:
+        run(main())
+    finally:
+        cap.stop()
+    assert sizes.get((640, 360), 0) >= 10, f"the room decoded {sizes}, wanted 10 frames at 640x360"
+    assert report.get("connected") and report.get("released_by") == "local", report
+    v = report["video"]
+    assert v["channel_out"] and v["channel_in"], report
+    assert v["rtp_sent"] > 100, report
+    # The room's camera at 15 pictures/s for several seconds, not just "no video" pictures.
+    assert v["pictures_received"] >= 40 and v["keyframes_received"] >= 1, report
+    assert v["rx_payload_type"] == v["rx_channel_pt"], report
+    assert v["fast_updates_received"] >= 1, "the gateway never asked the caller for a keyframe"
+    assert v["fast_updates_sent"] == 1 and v["keyframes_after_fast_update"] >= 1, report
+    assert v["limit_sent_kbps"] == 400, report
+    recs = records_for(server, room)
+    assert len(recs) == 1 and recs[0].get("video"), recs
+    rv = recs[0]["video"]
+    assert rv["packets_in"] > 100 and rv["frames_to_room"] >= 30 and rv["packets_to_device"] > 30, rv
+
+    streams = tcp_payloads(pcap, server.host, CLIENT_IP)
+    counts = check_with_pycrate(streams, server.h323_addr[1])
+    assert counts.get("h245:openLogicalChannel", 0) == 2, counts
+    assert counts.get("h245:openLogicalChannelAck", 0) == 2, counts
+    assert counts.get("h245:miscellaneousCommand", 0) >= 1, counts
+    bad = tshark_malformed(pcap, [])
+    assert not bad, "tshark finds malformed packets:\n" + "\n".join(bad[:20])
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ use jonction::media::codec::Codec as MediaCodec;
 
 use crate::media::{Receiver, Sender, FRAME_MS};
 use crate::report::Report;
+use crate::video::{VideoReceiver, VideoSender};
 use crate::{Cli, CodecArg, Mode};
 
 /// Q.850 normal call clearing.
@@ -79,6 +80,17 @@ pub(crate) struct Caller<'a> {
     /// Who started the clearing.
     pub(crate) initiator: Option<&'static str>,
     pub(crate) peer_end_session_seen: bool,
+    /// Our H.264 sender, once our video channel is acknowledged.
+    pub(crate) video_tx: Option<VideoSender>,
+    /// Where we send video.
+    pub(crate) video_remote: Option<SocketAddr>,
+    pub(crate) video_rx: VideoReceiver,
+    /// The gateway's video channel to us.
+    pub(crate) video_in: Option<u16>,
+    /// When the first video packet from the gateway came.
+    pub(crate) video_rx_started: Option<Instant>,
+    /// Keyframes received when we sent our videoFastUpdatePicture.
+    pub(crate) keyframes_at_fast_update: Option<u64>,
 }
 
 pub(crate) fn media_codec(c: CodecArg) -> MediaCodec {
@@ -343,6 +355,26 @@ impl Caller<'_> {
                         Err(e) => self.error(format!("H.245 open_channel: {e:?}")),
                     }
                 }
+                if self.cli.video.is_some() {
+                    match self.h245.open_channel(now, MediaKind::Video) {
+                        Ok(n) => self.log(format_args!("H.245 opening video channel {n}")),
+                        Err(e) => self.error(format!("H.245 open_channel(video): {e:?}")),
+                    }
+                }
+            }
+            H245Event::ChannelOpened(info) if matches!(info.codec, h245::Codec::H264(_)) => {
+                self.log(format_args!("H.245 video channel opened {info:?}"));
+                self.report.h245.channels_opened += 1;
+                self.video_channel_opened(now, &info);
+            }
+            H245Event::VideoFastUpdate { number } => {
+                self.log(format_args!(
+                    "videoFastUpdatePicture on our channel {number}"
+                ));
+                self.report.video.fast_updates_received += 1;
+                if let Some(v) = self.video_tx.as_mut() {
+                    v.restart();
+                }
             }
             H245Event::ChannelOpened(info) => {
                 self.log(format_args!("H.245 channel opened {info:?}"));
@@ -391,6 +423,83 @@ impl Caller<'_> {
             H245Event::Timeout(t) => self.error(format!("H.245 timer {t:?} expired")),
             H245Event::DecodeError(e) => self.error(format!("H.245 decode error: {e}")),
             other => self.log(format_args!("H.245 {other:?}")),
+        }
+    }
+
+    /// An H.264 channel opened: ours (start sending the file) or the gateway's.
+    fn video_channel_opened(&mut self, now: Instant, info: &h245::ChannelInfo) {
+        match info.direction {
+            h245::Direction::Outgoing => {
+                let (Some(path), Some(rtp)) = (self.cli.video.as_deref(), info.remote_rtp) else {
+                    return self.error("our video channel acknowledged without an address");
+                };
+                match VideoSender::open(path, info.payload_type.unwrap_or(96), now) {
+                    Ok(v) => {
+                        self.log(format_args!("video: sending {} to {rtp}", path.display()));
+                        self.video_tx = Some(v);
+                        self.video_remote = Some(rtp);
+                        self.report.video.channel_out = true;
+                    }
+                    Err(e) => self.error(format!("video: {e}")),
+                }
+            }
+            h245::Direction::Incoming => {
+                self.video_in = Some(info.number);
+                self.report.video.channel_in = true;
+                self.report.video.rx_channel_pt = info.payload_type;
+                if let Some(kbps) = self.cli.video_limit_kbps {
+                    match self.h245.send_flow_control(
+                        now,
+                        info.number,
+                        Some(kbps.saturating_mul(10)),
+                    ) {
+                        Ok(()) => {
+                            self.log(format_args!("FlowControlCommand: {kbps} kbit/s"));
+                            self.report.video.limit_sent_kbps = Some(kbps);
+                        }
+                        Err(e) => self.error(format!("FlowControlCommand: {e:?}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A datagram on our video RTP port.
+    pub(crate) fn video_datagram(&mut self, now: Instant, data: &[u8]) {
+        self.video_rx.handle(data);
+        if self.video_rx.received > 0 && self.video_rx_started.is_none() {
+            self.log("video from the gateway");
+            self.video_rx_started = Some(now);
+        }
+    }
+
+    /// The video RTP packets due at `now`.
+    pub(crate) fn video_packets(&mut self, now: Instant) -> Vec<Vec<u8>> {
+        match self.video_tx.as_mut() {
+            Some(v) if self.phase != Phase::Released => v.packets(now),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Our videoFastUpdatePicture, `--fast-update-at` seconds after video started coming.
+    fn send_fast_update(&mut self, now: Instant) {
+        let (Some(at), Some(started), Some(number)) = (
+            self.cli.fast_update_at,
+            self.video_rx_started,
+            self.video_in,
+        ) else {
+            return;
+        };
+        if self.keyframes_at_fast_update.is_some() || now < started + Duration::from_secs_f64(at) {
+            return;
+        }
+        match self.h245.send_video_fast_update(now, number) {
+            Ok(()) => {
+                self.log(format_args!("videoFastUpdatePicture on channel {number}"));
+                self.report.video.fast_updates_sent += 1;
+                self.keyframes_at_fast_update = Some(self.video_rx.keyframes);
+            }
+            Err(e) => self.error(format!("videoFastUpdatePicture: {e:?}")),
         }
     }
 
@@ -506,6 +615,7 @@ impl Caller<'_> {
                     }
                 }
                 self.send_digits(now);
+                self.send_fast_update(now);
             }
             Phase::EndingH245 { until } => {
                 if self.peer_end_session_seen || now >= until {
@@ -573,6 +683,9 @@ impl Caller<'_> {
         }
         if self.sender.is_some() && self.remote_rtp.is_some() {
             wake = wake.min(self.next_tick);
+        }
+        if let Some(v) = &self.video_tx {
+            wake = wake.min(v.next_at());
         }
         wake.max(now)
     }

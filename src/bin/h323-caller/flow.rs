@@ -35,6 +35,8 @@ struct Io {
     listener: Option<TcpListener>,
     rtp: UdpSocket,
     rtcp: UdpSocket,
+    /// Video RTP and RTCP, with `--video`.
+    video: Option<(UdpSocket, UdpSocket)>,
 }
 
 enum Input {
@@ -42,6 +44,7 @@ enum Input {
     H245(io::Result<usize>),
     Rtp(io::Result<usize>),
     Rtcp,
+    Video(io::Result<usize>),
     Accept(io::Result<(TcpStream, SocketAddr)>),
     Wake,
 }
@@ -81,6 +84,22 @@ async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Binds an RTP socket on an even port and the RTCP one on the next.
+/// A datagram on the video RTP port (RTCP is read and dropped); never, without video.
+async fn recv_video(video: &Option<(UdpSocket, UdpSocket)>, buf: &mut [u8]) -> io::Result<usize> {
+    match video {
+        Some((rtp, rtcp)) => {
+            let mut rtcp_buf = [0u8; 1500];
+            loop {
+                tokio::select! {
+                    r = rtp.recv(buf) => return r,
+                    _ = rtcp.recv(&mut rtcp_buf) => {}
+                }
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn bind_media(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
     let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no even port pair");
     for _ in 0..64 {
@@ -147,6 +166,24 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         return (report, false);
     };
     report.local_rtp = Some(rtp_addr.to_string());
+    let video_pair = match cli.video {
+        Some(_) => match bind_media(ip).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("bind video RTP/RTCP on {ip}: {e}"));
+                return (report, false);
+            }
+        },
+        None => None,
+    };
+    let video_addresses = video_pair.as_ref().and_then(|(rtp, rtcp)| {
+        Some(MediaAddresses {
+            rtp: rtp.local_addr().ok()?,
+            rtcp: rtcp.local_addr().ok()?,
+        })
+    });
 
     let codec = call_codec(cli.codec);
     let proposal = |direction, codec| Proposal {
@@ -210,12 +247,12 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         H245Config {
             terminal_type: cli.terminal_type,
             audio_codecs: vec![h245_codec(cli.codec)],
-            h264: None,
+            h264: video_addresses.and_then(|_| H245Config::default().h264),
             audio_addresses: Some(MediaAddresses {
                 rtp: rtp_addr,
                 rtcp: rtcp_addr,
             }),
-            video_addresses: None,
+            video_addresses,
             t101: Duration::from_secs(10),
             t103: Duration::from_secs(10),
             t106: Duration::from_secs(10),
@@ -233,6 +270,7 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         listener: None,
         rtp,
         rtcp,
+        video: video_pair,
     };
     let mut c = Caller {
         cli,
@@ -258,6 +296,12 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         phase: Phase::Running,
         initiator: None,
         peer_end_session_seen: false,
+        video_tx: None,
+        video_remote: None,
+        video_rx: Default::default(),
+        video_in: None,
+        video_rx_started: None,
+        keyframes_at_fast_update: None,
     };
     c.log(format_args!(
         "Setup to {:?} from {:?}, mode {}, media {rtp_addr}",
@@ -287,6 +331,14 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         let got = c.report.fast_start;
         c.error(format!("fast start: expected {expected}, got {got}"));
     }
+    c.report.video.rtp_sent = c.video_tx.as_ref().map_or(0, |v| v.sent);
+    c.report.video.rtp_received = c.video_rx.received;
+    c.report.video.pictures_received = c.video_rx.pictures;
+    c.report.video.keyframes_received = c.video_rx.keyframes;
+    c.report.video.rx_payload_type = c.video_rx.last_pt;
+    c.report.video.keyframes_after_fast_update = c
+        .keyframes_at_fast_update
+        .map_or(0, |k| c.video_rx.keyframes - k);
     c.report.released_by = c.initiator;
     let ok = c.succeeded();
     (c.report, ok)
@@ -297,6 +349,7 @@ async fn event_loop(c: &mut Caller<'_>, io: &mut Io) {
     let mut h245_buf = vec![0u8; 16 * 1024];
     let mut rtp_buf = vec![0u8; 2048];
     let mut rtcp_buf = vec![0u8; 2048];
+    let mut video_buf = vec![0u8; 2048];
     let mut rtp_send_errors = 0u64;
     loop {
         let now = Instant::now();
@@ -384,6 +437,19 @@ async fn event_loop(c: &mut Caller<'_>, io: &mut Io) {
             }
         }
 
+        if let Some(to) = c.video_remote {
+            for p in c.video_packets(now) {
+                if let Some((v, _)) = io.video.as_ref() {
+                    if let Err(e) = v.send_to(&p, to).await {
+                        rtp_send_errors += 1;
+                        if rtp_send_errors == 1 {
+                            c.error(format!("video RTP send to {to}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+
         let wake = tokio::time::Instant::from_std(c.next_wake(Instant::now()));
         let Io {
             sig_read,
@@ -391,6 +457,7 @@ async fn event_loop(c: &mut Caller<'_>, io: &mut Io) {
             listener,
             rtp,
             rtcp,
+            video,
             ..
         } = &mut *io;
         let input = tokio::select! {
@@ -399,6 +466,7 @@ async fn event_loop(c: &mut Caller<'_>, io: &mut Io) {
             r = rtp.recv(&mut rtp_buf) => Input::Rtp(r),
             _ = rtcp.recv(&mut rtcp_buf) => Input::Rtcp,
             r = accept_opt(listener) => Input::Accept(r),
+            r = recv_video(video, &mut video_buf) => Input::Video(r),
             _ = tokio::time::sleep_until(wake) => Input::Wake,
         };
         let now = Instant::now();
@@ -440,6 +508,8 @@ async fn event_loop(c: &mut Caller<'_>, io: &mut Io) {
                 }
             }
             Input::Rtp(Ok(n)) => c.receiver.handle(&rtp_buf[..n]),
+            Input::Video(Ok(n)) => c.video_datagram(now, &video_buf[..n]),
+            Input::Video(Err(_)) => {}
             Input::Rtp(Err(_)) | Input::Rtcp | Input::Wake => {}
             Input::Accept(Ok((s, from))) => {
                 c.log(format_args!("H.245 connection from {from}"));

@@ -5,6 +5,9 @@
 //! H.245, separate H.245, fast start refused then tunnelled H.245), sends a tone over RTP,
 //! measures what comes back, sends and records DTMF (H.245 UserInputIndication), hangs up
 //! (or waits for the gateway to), and prints one JSON line on stdout. Progress goes to stderr.
+//! With `--video FILE` it also offers H.264 (H.241), opens a video channel over H.245, sends
+//! the file's pictures, counts what the gateway sends back, asks for a keyframe
+//! (videoFastUpdatePicture) and can cap the gateway's video bit rate (FlowControlCommand).
 //!
 //! ```text
 //! h323-caller --gateway 10.200.0.1:1720 --called ROOM --mode tunnel --codec pcmu \
@@ -19,6 +22,7 @@ mod caller;
 mod flow;
 mod media;
 mod report;
+mod video;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -107,6 +111,17 @@ pub struct Cli {
     /// gateway's 60, so the gateway is master; 60 makes it a coin toss).
     #[arg(long, default_value_t = 50)]
     pub terminal_type: u8,
+    /// An H.264 Annex-B file (30 pictures/s, Constrained Baseline) to send over an H.245 video
+    /// channel; also offers to receive H.264.
+    #[arg(long)]
+    pub video: Option<std::path::PathBuf>,
+    /// Seconds after video started flowing from the gateway when we ask it for a keyframe
+    /// (videoFastUpdatePicture).
+    #[arg(long)]
+    pub fast_update_at: Option<f64>,
+    /// Caps the gateway's video channel at this many kbit/s (FlowControlCommand) once it is open.
+    #[arg(long)]
+    pub video_limit_kbps: Option<u32>,
 }
 
 impl Cli {

@@ -23,6 +23,35 @@ pub struct H245Report {
     pub session_ended_by_peer: bool,
 }
 
+/// The video part of the report.
+#[derive(Debug, Default, Serialize)]
+pub struct VideoReport {
+    /// Our H.264 channel was acknowledged.
+    pub channel_out: bool,
+    /// The gateway opened its H.264 channel to us.
+    pub channel_in: bool,
+    /// The gateway's payload type for its channel.
+    pub rx_channel_pt: Option<u8>,
+    /// RTP packets sent.
+    pub rtp_sent: u64,
+    /// RTP packets received.
+    pub rtp_received: u64,
+    /// Pictures received (marker bits).
+    pub pictures_received: u64,
+    /// Packets received that start an IDR picture or carry an SPS.
+    pub keyframes_received: u64,
+    /// Keyframes received after our videoFastUpdatePicture.
+    pub keyframes_after_fast_update: u64,
+    /// The payload type of the last packet received.
+    pub rx_payload_type: Option<u8>,
+    /// videoFastUpdatePicture requests from the gateway.
+    pub fast_updates_received: u32,
+    /// videoFastUpdatePicture requests we sent.
+    pub fast_updates_sent: u32,
+    /// FlowControlCommand sent (kbit/s).
+    pub limit_sent_kbps: Option<u32>,
+}
+
 /// The JSON line printed at the end.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -70,6 +99,8 @@ pub struct Report {
     pub released_by: Option<&'static str>,
     /// The Q.850 cause of the ReleaseComplete (sent or received).
     pub cause: Option<u8>,
+    /// Video (with `--video`).
+    pub video: VideoReport,
     /// What went wrong.
     pub errors: Vec<String>,
 }

@@ -4,7 +4,10 @@
 //! Flow: Setup → dialplan → CallProceeding + Alerting, the call core starts joining the room;
 //! the room joined → Connect (fast-start answer, or H.245 tunnelled / on a separate TCP
 //! connection) → H.245 capabilities, master/slave, our audio channel → the call core gets the
-//! media description. Either side's EndSessionCommand / ReleaseComplete ends it.
+//! media description; H.264 channels each way (when video is on and the device has H.264)
+//! add video to it, with videoFastUpdatePicture and FlowControlCommand mapped to the call
+//! core's keyframe requests and bit-rate limit. Either side's EndSessionCommand /
+//! ReleaseComplete ends it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,11 +29,11 @@ use crate::h323::call::{
     cause, Alias, Call, Config as CallConfig, ConnectParams, Event, FastStartReply, IncomingCall,
 };
 use crate::h323::h245::{
-    self, Codec, Direction, H245Config, H245Event, MediaAddresses, MediaKind, H245,
+    self, ChannelInfo, Codec, Direction, H245Config, H245Event, MediaAddresses, MediaKind, H245,
 };
 use crate::h323::ras::{AdmissionParams, DisengageParams, DisengageReason};
 use crate::h323::tpkt::{self, TpktReader};
-use crate::sip::sdp::SrtpPolicy;
+use crate::sip::sdp::{Negotiated, SrtpPolicy};
 
 /// A connection that sends no Setup within this time is closed.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +100,17 @@ struct Conn {
     peer_h245: Option<SocketAddr>,
     answered: bool,
     audio_opened: bool,
+    /// The audio the call core runs (from fast start or our acknowledged channel).
+    audio_neg: Option<Negotiated>,
+    /// Our video RTP/RTCP addresses, when the call has video.
+    video_local: Option<MediaAddresses>,
+    video_opened: bool,
+    /// Our H.264 channel to the device, acknowledged.
+    video_out: Option<ChannelInfo>,
+    /// The device's H.264 channel to us, accepted.
+    video_in: Option<ChannelInfo>,
+    /// The device's FlowControlCommand on our video channel, in kbit/s.
+    video_limit: Option<u32>,
     /// The codec of our audio channel (what the call core runs).
     out_codec: Option<h245::AudioCodec>,
     /// When the first byte of an unfinished PDU came.
@@ -152,6 +166,12 @@ pub(super) async fn serve(
         peer_h245: None,
         answered: false,
         audio_opened: false,
+        audio_neg: None,
+        video_local: None,
+        video_opened: false,
+        video_out: None,
+        video_in: None,
+        video_limit: None,
         out_codec: None,
         partial_since: None,
         ras,
@@ -530,6 +550,16 @@ impl Conn {
             return;
         };
         self.rtp_local = Some(rtp_local);
+        // A second port pair for H.264, when video is on (opened over H.245 once it runs).
+        let video_rtp = (self.cfg.video_max_kbps > 0)
+            .then(|| self.ctx.rtp_ports.bind_pair(self.local_ip))
+            .flatten();
+        self.video_local = video_rtp.as_ref().and_then(|(rtp, rtcp)| {
+            Some(MediaAddresses {
+                rtp: rtp.local_addr().ok()?,
+                rtcp: rtcp.local_addr().ok()?,
+            })
+        });
         let Some(ic) = self.incoming.as_deref() else {
             return;
         };
@@ -562,6 +592,7 @@ impl Conn {
             .fast
             .as_ref()
             .map(|f| media::negotiated(f.codec, f.frames, f.remote_rtp, f.remote_rtcp));
+        self.audio_neg = negotiated.clone();
         self.out_codec = self.fast.as_ref().map(|f| f.codec);
         if let Err(e) = self.call.alerting() {
             warn!(call = id.0, "Alerting not sent: {e}");
@@ -576,7 +607,7 @@ impl Conn {
             callee: called.user.clone(),
             negotiated,
             rtp,
-            video_rtp: None,
+            video_rtp,
             livekit_url: self.ctx.livekit_url.clone(),
             token,
             room_bind_ip: call::room_bind_ip(&self.ctx.livekit_url),
@@ -596,8 +627,7 @@ impl Conn {
             FromCall::Answer(_) => self.answer(),
             FromCall::Hangup(_, c) => self.hangup(c),
             FromCall::Digit(_, d) => self.digit_to_device(d),
-            // H.323 video is not bridged yet.
-            FromCall::FastUpdate(_) => {}
+            FromCall::FastUpdate(_) => self.fast_update_to_device(),
         }
     }
 
@@ -717,9 +747,11 @@ impl Conn {
         let addrs = self.rtp_local.map(|a| MediaAddresses { rtp: a, rtcp: a });
         let config = H245Config {
             audio_codecs: AUDIO_CODECS.to_vec(),
-            h264: None,
+            h264: self
+                .video_local
+                .map(|_| media::our_h264(self.cfg.video_max_kbps)),
             audio_addresses: addrs,
-            video_addresses: None,
+            video_addresses: self.video_local,
             ..H245Config::default()
         };
         self.h245 = Some(H245::new(config, rand::random::<u32>));
@@ -757,17 +789,20 @@ impl Conn {
                         None => {}
                     }
                 }
+                self.open_video(t);
             }
             H245Event::ChannelOpened(info) => {
                 let Codec::Audio { codec, frames } = info.codec else {
+                    self.video_channel_opened(info);
                     return;
                 };
                 match (info.direction, info.remote_rtp) {
                     (Direction::Outgoing, Some(rtp)) if self.fast.is_none() => {
                         info!(remote = %self.remote, ?codec, %rtp, "audio channel open: media starts");
                         self.out_codec = Some(codec);
-                        let n = media::negotiated(codec, frames, rtp, info.remote_rtcp);
-                        self.tell_core(ToCall::Media(Box::new(n)));
+                        self.audio_neg =
+                            Some(media::negotiated(codec, frames, rtp, info.remote_rtcp));
+                        self.describe_media();
                     }
                     (Direction::Incoming, _) if self.out_codec.is_some_and(|c| c != codec) => {
                         warn!(remote = %self.remote, ?codec, ours = ?self.out_codec, "the caller sends another codec than ours: its audio is not understood");
@@ -775,10 +810,48 @@ impl Conn {
                     _ => {}
                 }
             }
+            H245Event::ChannelRejected { number, cause } if self.is_video_channel(number) => {
+                info!(remote = %self.remote, number, ?cause, "our video channel was refused: audio only to the device");
+            }
             H245Event::ChannelRejected { number, cause } => {
                 warn!(remote = %self.remote, number, ?cause, "our audio channel was refused");
                 if self.fast.is_none() {
                     self.hangup(HangupCause::NoMedia);
+                }
+            }
+            H245Event::ChannelClosed { number, direction } => {
+                let closed = match direction {
+                    Direction::Outgoing => &mut self.video_out,
+                    Direction::Incoming => &mut self.video_in,
+                };
+                if closed.as_ref().is_some_and(|c| c.number == number) {
+                    *closed = None;
+                    info!(remote = %self.remote, number, ?direction, "video channel closed");
+                    self.describe_media();
+                }
+            }
+            H245Event::VideoFastUpdate { number } => {
+                debug!(remote = %self.remote, number, "the device asks for a video keyframe");
+                self.tell_core(ToCall::FastUpdate);
+            }
+            H245Event::FlowControl {
+                number,
+                max_bit_rate,
+            } => {
+                let ours = self.video_out.as_ref().map(|c| c.number);
+                if number.is_none() || number == ours {
+                    // The whole multiplex's limit applies to video, audio being 64 kbit/s.
+                    let kbps = max_bit_rate.map(|b| {
+                        let kbps = b / 10;
+                        if number.is_none() {
+                            kbps.saturating_sub(64)
+                        } else {
+                            kbps
+                        }
+                    });
+                    info!(remote = %self.remote, ?number, ?kbps, "the device limits our video bit rate");
+                    self.video_limit = kbps;
+                    self.describe_media();
                 }
             }
             H245Event::UserInput { key, .. } => self.tell_core(ToCall::Dtmf(key)),
@@ -800,6 +873,97 @@ impl Conn {
             }
             H245Event::DecodeError(e) => warn!(remote = %self.remote, "H.245: {e}"),
             other => debug!(remote = %self.remote, "H.245: {other:?}"),
+        }
+    }
+
+    /// Opens our H.264 channel when the call has video and the device receives H.264.
+    fn open_video(&mut self, t: Instant) {
+        if self.video_opened || self.video_local.is_none() {
+            return;
+        }
+        let Some(h) = self.h245.as_mut() else {
+            return;
+        };
+        if h.peer_capabilities().is_none_or(|c| c.h264.is_none()) {
+            debug!(remote = %self.remote, "the device receives no H.264: no video channel");
+            return;
+        }
+        match h.open_channel(t, MediaKind::Video) {
+            Ok(n) => {
+                self.video_opened = true;
+                debug!(remote = %self.remote, channel = n, "video channel opening");
+            }
+            Err(e) => debug!(remote = %self.remote, "no video channel: {e:?}"),
+        }
+    }
+
+    fn is_video_channel(&self, number: u16) -> bool {
+        self.h245.as_ref().is_some_and(|h| {
+            h.channels().iter().any(|c| {
+                c.number == number
+                    && c.direction == Direction::Outgoing
+                    && matches!(c.codec, Codec::H264(_))
+            })
+        })
+    }
+
+    /// An H.264 channel opened either way: the call core's video description changes.
+    fn video_channel_opened(&mut self, info: ChannelInfo) {
+        if self.video_local.is_none() {
+            return;
+        }
+        info!(
+            remote = %self.remote,
+            number = info.number,
+            direction = ?info.direction,
+            pt = ?info.payload_type,
+            rtp = ?info.remote_rtp,
+            "video channel open"
+        );
+        match info.direction {
+            Direction::Outgoing => self.video_out = Some(info),
+            Direction::Incoming => self.video_in = Some(info),
+        }
+        self.describe_media();
+    }
+
+    /// The most video the device takes, in kbit/s: ours, its capability, its flow control.
+    fn video_kbps(&self) -> u32 {
+        let caps = self
+            .h245
+            .as_ref()
+            .and_then(|h| h.peer_capabilities())
+            .and_then(|c| c.h264)
+            .and_then(|p| p.max_bit_rate)
+            .map_or(u32::MAX, |b| b / 10);
+        self.cfg
+            .video_max_kbps
+            .min(caps)
+            .min(self.video_limit.unwrap_or(u32::MAX))
+    }
+
+    /// Tells the call core the audio and video streams as they are now (audio must be known).
+    fn describe_media(&mut self) {
+        let Some(mut n) = self.audio_neg.clone() else {
+            return;
+        };
+        n.video = media::negotiated_video(
+            self.video_out.as_ref(),
+            self.video_in.as_ref(),
+            self.video_kbps(),
+        );
+        self.tell_core(ToCall::Media(Box::new(n)));
+    }
+
+    /// The call core wants a keyframe from the device: videoFastUpdatePicture on its channel.
+    fn fast_update_to_device(&mut self) {
+        let (Some(h), Some(number)) =
+            (self.h245.as_mut(), self.video_in.as_ref().map(|c| c.number))
+        else {
+            return;
+        };
+        if let Err(e) = h.send_video_fast_update(now(), number) {
+            debug!(remote = %self.remote, "videoFastUpdatePicture not sent: {e:?}");
         }
     }
 

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use crate::call::HangupCause;
 use crate::h323::call::cause;
 use crate::h323::call::{Channel, Codec as FsCodec, Direction as FsDirection};
-use crate::h323::h245::AudioCodec;
-use crate::sip::sdp::{Direction, Negotiated, RtpCodec};
+use crate::h323::h245::{AudioCodec, ChannelInfo, Codec as H245Codec, H264Params};
+use crate::sip::sdp::{
+    Direction, Negotiated, NegotiatedVideo, ProfileLevelId, RtpCodec, VideoFeedback,
+};
 
 /// The audio codecs of the H.323 front, in our order of preference (G.722 sounds best).
 pub const AUDIO_CODECS: [AudioCodec; 3] = [AudioCodec::G722, AudioCodec::Pcmu, AudioCodec::Pcma];
@@ -93,6 +95,92 @@ pub fn negotiated(
         srtp: None,
         video: None,
     }
+}
+
+/// Our H.264 capability: Constrained Baseline up to level 3.1 (what WebRTC rooms send and
+/// every room system decodes), at most `kbps`.
+pub fn our_h264(kbps: u32) -> H264Params {
+    H264Params {
+        profile: crate::h323::h245::capabilities::H264_PROFILE_BASELINE,
+        level: crate::h323::h245::capabilities::H264_LEVEL_3_1,
+        max_bit_rate: Some(kbps.saturating_mul(10)),
+    }
+}
+
+/// The `level_idc` of an H.241 level code (15 is level 1, 19 level 1b, then 22, 29, 36,
+/// 43, ... for 1.1, 1.2, 1.3, 2, ...); codes in between round down.
+pub fn level_idc(h241_level: u16) -> u8 {
+    const LEVELS: [(u16, u8); 16] = [
+        (15, 10),
+        (19, 11),
+        (22, 11),
+        (29, 12),
+        (36, 13),
+        (43, 20),
+        (50, 21),
+        (57, 22),
+        (64, 30),
+        (71, 31),
+        (78, 32),
+        (85, 40),
+        (92, 41),
+        (99, 42),
+        (106, 50),
+        (113, 51),
+    ];
+    LEVELS
+        .iter()
+        .rev()
+        .find(|(code, _)| *code <= h241_level)
+        .map_or(10, |(_, idc)| *idc)
+}
+
+/// The call core's description of the H.323 video: our H.264 channel to the device (`out`,
+/// acknowledged: where we send) and the device's channel to us (`inc`: its payload type), either
+/// of which may be missing. `max_kbps` is the most the device takes (its capability, its
+/// FlowControlCommand). Keyframe requests travel as H.245 videoFastUpdatePicture, not RTCP
+/// feedback; packetization mode 1 (H.241 non-interleaved) carries the room's large NAL units.
+pub fn negotiated_video(
+    out: Option<&ChannelInfo>,
+    inc: Option<&ChannelInfo>,
+    max_kbps: u32,
+) -> Option<NegotiatedVideo> {
+    let level = |c: &ChannelInfo| match c.codec {
+        H245Codec::H264(p) => Some(p.level),
+        H245Codec::Audio { .. } => None,
+    };
+    let (sends, receives) = (out.is_some(), inc.is_some());
+    let remote_rtp = out
+        .and_then(|c| c.remote_rtp)
+        .or_else(|| inc.and_then(|c| c.remote_rtcp))?;
+    let remote_rtcp = out
+        .and_then(|c| c.remote_rtcp)
+        .or_else(|| inc.and_then(|c| c.remote_rtcp))
+        .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port() | 1));
+    let pt = out.and_then(|c| c.payload_type).unwrap_or(96);
+    let level = out.or(inc).and_then(level).unwrap_or(71);
+    Some(NegotiatedVideo {
+        media_index: 1,
+        pt,
+        peer_pt: inc.and_then(|c| c.payload_type).unwrap_or(pt),
+        packetization_mode: 1,
+        profile_level_id: ProfileLevelId {
+            profile_idc: 66,
+            profile_iop: 0xe0,
+            level_idc: level_idc(level),
+        },
+        remote_rtp,
+        remote_rtcp,
+        rtcp_mux: false,
+        direction: match (sends, receives) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            _ => Direction::RecvOnly,
+        },
+        feedback: VideoFeedback::default(),
+        max_kbps,
+        srtp: None,
+    })
 }
 
 /// The Q.850 cause of ReleaseComplete for why the call core ended the call.
@@ -194,6 +282,56 @@ mod tests {
         assert_eq!((n.pt, n.codec.name.as_str(), n.ptime), (9, "G722", 20));
         assert_eq!(n.remote_rtcp.port(), 5001);
         assert_eq!(n.dtmf_pt, None);
+    }
+
+    fn video_channel(direction: crate::h323::h245::Direction, pt: u8) -> ChannelInfo {
+        let addr = |a: &str| a.parse::<SocketAddr>().expect("addr");
+        let outgoing = direction == crate::h323::h245::Direction::Outgoing;
+        ChannelInfo {
+            number: 2,
+            direction,
+            session_id: 2,
+            codec: H245Codec::H264(H264Params {
+                profile: 64,
+                level: 64,
+                max_bit_rate: Some(10_240),
+            }),
+            payload_type: Some(pt),
+            remote_rtp: outgoing.then(|| addr("10.0.0.2:5002")),
+            remote_rtcp: Some(addr("10.0.0.2:5003")),
+        }
+    }
+
+    #[test]
+    fn video_channels_describe_the_stream_each_way() {
+        use crate::h323::h245::Direction::{Incoming, Outgoing};
+        let out = video_channel(Outgoing, 96);
+        let inc = video_channel(Incoming, 109);
+        let v = negotiated_video(Some(&out), Some(&inc), 768).expect("video");
+        assert_eq!((v.pt, v.peer_pt, v.packetization_mode), (96, 109, 1));
+        assert_eq!(v.direction, Direction::SendRecv);
+        assert_eq!(
+            v.profile_level_id,
+            ProfileLevelId::parse("42e01e").expect("plid")
+        );
+        assert_eq!(v.remote_rtp.port(), 5002);
+        assert_eq!((v.max_kbps, v.feedback), (768, VideoFeedback::default()));
+        // Only our channel: we send; only theirs: we receive (RTCP goes to its control port).
+        let v = negotiated_video(Some(&out), None, 768).expect("video");
+        assert_eq!((v.direction, v.peer_pt), (Direction::SendOnly, 96));
+        let v = negotiated_video(None, Some(&inc), 768).expect("video");
+        assert_eq!(v.direction, Direction::RecvOnly);
+        assert_eq!(v.remote_rtcp.port(), 5003);
+        assert_eq!(negotiated_video(None, None, 768), None);
+    }
+
+    #[test]
+    fn h241_levels_map_to_level_idc() {
+        assert_eq!(level_idc(71), 31);
+        assert_eq!(level_idc(85), 40);
+        assert_eq!(level_idc(19), 11);
+        assert_eq!(level_idc(70), 30);
+        assert_eq!(level_idc(0), 10);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::h323::asn::multimedia_system_control::{
     CloseLogicalChannel, CloseLogicalChannelAck, CloseLogicalChannelSource, CommandMessage,
-    EndSessionCommand, FlowControlCommandRestriction, FlowControlCommandScope,
+    EndSessionCommand, FlowControlCommand, FlowControlCommandRestriction, FlowControlCommandScope,
     FunctionNotSupported, FunctionNotSupportedCause, FunctionNotUnderstood, IndicationMessage,
     LogicalChannelNumber, MasterSlaveDetermination, MasterSlaveDeterminationAck,
     MasterSlaveDeterminationAckDecision, MasterSlaveDeterminationReject,
@@ -528,6 +528,33 @@ impl H245 {
                 LogicalChannelNumber(number),
                 MiscellaneousCommandType::videoFastUpdatePicture(()),
                 None,
+            )),
+        ));
+        Ok(())
+    }
+
+    /// Caps the bit rate of the peer's channel `number` (one we receive) at `max_bit_rate`
+    /// units of 100 bit/s, or lifts the cap (`None`): FlowControlCommand.
+    pub fn send_flow_control(
+        &mut self,
+        _now: Instant,
+        number: u16,
+        max_bit_rate: Option<u32>,
+    ) -> Result<(), H245Error> {
+        if self.ended {
+            return Err(H245Error::Ended);
+        }
+        if !self.incoming.contains_key(&number) {
+            return Err(H245Error::UnknownChannel);
+        }
+        let restriction = match max_bit_rate {
+            Some(b) => FlowControlCommandRestriction::maximumBitRate(b.min(16_777_215)),
+            None => FlowControlCommandRestriction::noRestriction(()),
+        };
+        self.send(MultimediaSystemControlMessage::command(
+            CommandMessage::flowControlCommand(FlowControlCommand::new(
+                FlowControlCommandScope::logicalChannelNumber(LogicalChannelNumber(number)),
+                restriction,
             )),
         ));
         Ok(())

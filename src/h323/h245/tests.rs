@@ -435,6 +435,13 @@ fn user_input_and_fast_update_both_ways() {
     // b receives a's channel `la`: it asks a for an intra picture on it, and vice versa.
     b.send_video_fast_update(now, la).expect("fur");
     a.send_video_fast_update(now, lb).expect("fur");
+    // b caps a's channel at 256 kbit/s.
+    b.send_flow_control(now, la, Some(2560))
+        .expect("flow control");
+    assert_eq!(
+        b.send_flow_control(now, 999, None),
+        Err(H245Error::UnknownChannel)
+    );
     assert_eq!(
         a.send_video_fast_update(now, 999),
         Err(H245Error::UnknownChannel)
@@ -450,6 +457,10 @@ fn user_input_and_fast_update_both_ways() {
         duration: None
     }));
     assert!(ea.contains(&H245Event::VideoFastUpdate { number: la }));
+    assert!(ea.contains(&H245Event::FlowControl {
+        number: Some(la),
+        max_bit_rate: Some(2560)
+    }));
     assert!(eb.contains(&H245Event::VideoFastUpdate { number: lb }));
     // Alphanumeric with several digits, and an empty keep-alive.
     for s in ["12", ""] {

@@ -45,8 +45,11 @@ pub struct Negotiated {
 pub struct NegotiatedVideo {
     /// Index of the video m-line in the offer (and the answer).
     pub media_index: usize,
-    /// The H.264 payload type, the same both ways.
+    /// The H.264 payload type we send with.
     pub pt: u8,
+    /// The payload type the peer sends with: `pt` in SDP (the same both ways); H.323 opens
+    /// one channel per direction, each with its own dynamic payload type.
+    pub peer_pt: u8,
     /// `packetization-mode` (0 or 1).
     pub packetization_mode: u8,
     /// The peer's `profile-level-id` (what it decodes).

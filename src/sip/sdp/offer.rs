@@ -157,6 +157,7 @@ fn accept_video_answer(
     Some(NegotiatedVideo {
         media_index: index,
         pt,
+        peer_pt: pt,
         packetization_mode: *mode,
         profile_level_id: format
             .filter(|f| f.explicit_profile)

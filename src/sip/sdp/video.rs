@@ -313,6 +313,7 @@ pub(super) fn negotiate_video(
     let negotiated = NegotiatedVideo {
         media_index: va.index,
         pt,
+        peer_pt: pt,
         packetization_mode: va.format.packetization_mode,
         profile_level_id: va.format.profile_level_id,
         remote_rtp,
