@@ -94,6 +94,8 @@ pub enum HangupCause {
     PinRefused,
     /// The PIN directory could not answer.
     PinDirectoryFailed,
+    /// The gatekeeper ended the call (H.225.0 RAS DisengageRequest).
+    Disengaged,
 }
 
 impl HangupCause {
@@ -113,6 +115,7 @@ impl HangupCause {
             Self::NoMedia => "no-media",
             Self::PinRefused => "pin-refused",
             Self::PinDirectoryFailed => "pin-directory-failed",
+            Self::Disengaged => "disengaged",
         }
     }
 }

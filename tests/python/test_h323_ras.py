@@ -4,7 +4,8 @@
   the H.323 test caller, disengages (DRQ) and unregisters (URQ);
 - jonction registers to a test gatekeeper, keeps the registration alive with lightweight RRQs
   before its timeToLive runs out, asks admission (ARQ, answerCall) for a call it receives and
-  disengages (DRQ) after it, and unregisters (URQ) when it stops.
+  disengages (DRQ) after it; a call the gatekeeper ends (its DRQ) gets a DCF and is released;
+  jonction unregisters (URQ) when it stops.
 What the gatekeeper mode sends is also checked with tshark (no malformed packet)."""
 
 from __future__ import annotations
@@ -258,6 +259,38 @@ def test_gateway_registers_keeps_alive_and_unregisters():
         assert len(arqs) == 1 and arqs[0].get("answerCall") is True, arqs
         drqs = [v for (_t, n, v) in gk.log if n == "disengageRequest"]
         assert len(drqs) == 1 and drqs[0].get("endpointIdentifier") == "ep-jonction", drqs
+
+        # The gatekeeper ends the next call (its DRQ): DCF, and the call is released.
+        room = f"ras-drq-{int(time.time()) % 100000}"
+        caller = start_caller(srv, room, "tunnel", "--wait-release", "20")
+        deadline = time.monotonic() + 15
+        arqs = []
+        while time.monotonic() < deadline and len(arqs) < 2:
+            arqs = [v for (_t, n, v) in gk.log if n == "admissionRequest"]
+            time.sleep(0.1)
+        assert len(arqs) == 2, arqs
+        assert not records_for(srv, room, 0.3), "the call ended before the gatekeeper's DRQ"
+        time.sleep(2)  # the call is up
+        ras_addr = address_of(full[0][1]["rasAddress"][0])
+        # Root components only (pycrate 0.8.1 mis-encodes the extension additions).
+        gk.peer.sock.sendto(encode(("disengageRequest", {
+            "requestSeqNum": 4242, "endpointIdentifier": "ep-jonction",
+            "conferenceID": arqs[1]["conferenceID"], "callReferenceValue": arqs[1]["callReferenceValue"],
+            "disengageReason": ("forcedDrop", 0),
+        })), ras_addr)
+        report = report_of(caller, 40)
+        assert report.get("connected") and report.get("released_by") == "peer", report
+        assert report.get("cause") == 16, report
+        deadline = time.monotonic() + 5
+        dcf = []
+        while time.monotonic() < deadline and not dcf:
+            dcf = [v for (_t, n, v) in gk.log if n == "disengageConfirm" and v.get("requestSeqNum") == 4242]
+            time.sleep(0.1)
+        assert dcf, "no DisengageConfirm for the gatekeeper's DRQ"
+        drqs = [v for (_t, n, v) in gk.log if n == "disengageRequest"]
+        assert len(drqs) == 1, f"the gateway sent a DRQ for a call the gatekeeper ended: {drqs}"
+        recs = records_for(srv, room)
+        assert recs and recs[0]["end_cause"] == "disengaged", recs
     finally:
         exited, status = stop(srv)
         time.sleep(0.5)

@@ -119,6 +119,8 @@ struct Conn {
     ras: Option<mpsc::UnboundedSender<RasCommand>>,
     /// The gatekeeper's answer to our ARQ, awaited.
     admission: Option<oneshot::Receiver<Result<(), String>>>,
+    /// Fires when the gatekeeper ends the admitted call (its DRQ).
+    disengaged: Option<oneshot::Receiver<()>>,
     /// The call was admitted: the DRQ to send at its end.
     disengage: Option<DisengageParams>,
     /// The dialplan's route, kept while the gatekeeper admits the call.
@@ -176,6 +178,7 @@ pub(super) async fn serve(
         partial_since: None,
         ras,
         admission: None,
+        disengaged: None,
         disengage: None,
         routed: None,
         started: now(),
@@ -238,6 +241,13 @@ pub(super) async fn serve(
                     }
                 }
             }
+            () = disengaged(&mut c.disengaged) => {
+                c.disengaged = None;
+                info!(%remote, "the gatekeeper ended the call");
+                // It knows: no DRQ of ours.
+                c.disengage = None;
+                c.hangup(HangupCause::Disengaged);
+            }
             ev = c.from_core.recv() => {
                 if let Some(ev) = ev {
                     c.core_event(ev);
@@ -286,6 +296,19 @@ async fn admission(rx: &mut Option<oneshot::Receiver<Result<(), String>>>) -> Re
             Ok(Err(_)) => Err("the RAS task is gone".into()),
             Err(_) => Err("no answer from the gatekeeper".into()),
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// The gatekeeper's DisengageRequest for the call (forever when there is none to wait for).
+async fn disengaged(rx: &mut Option<oneshot::Receiver<()>>) {
+    match rx {
+        Some(r) => {
+            if r.await.is_err() {
+                // The RAS task is gone: nobody will end the call this way.
+                std::future::pending::<()>().await;
+            }
+        }
         None => std::future::pending().await,
     }
 }
@@ -512,6 +535,7 @@ impl Conn {
             bandwidth: 1280,
         };
         let (tx, rx) = oneshot::channel();
+        let (ended_tx, ended_rx) = oneshot::channel();
         self.disengage = Some(DisengageParams {
             call_identifier: params.call_identifier,
             conference_id: params.conference_id,
@@ -519,8 +543,14 @@ impl Conn {
             answered_call: true,
             reason: DisengageReason::Normal,
         });
-        if ras.send(RasCommand::Admit(params, tx)).is_ok() {
+        let admit = RasCommand::Admit {
+            params,
+            reply: tx,
+            ended: ended_tx,
+        };
+        if ras.send(admit).is_ok() {
             self.admission = Some(rx);
+            self.disengaged = Some(ended_rx);
         } else {
             self.disengage = None;
             self.start_call();

@@ -190,7 +190,8 @@ pub fn q850_for(c: HangupCause) -> u8 {
         | HangupCause::Cancelled
         | HangupCause::RoomClosed
         | HangupCause::Removed
-        | HangupCause::MaxDuration => cause::NORMAL_CLEARING,
+        | HangupCause::MaxDuration
+        | HangupCause::Disengaged => cause::NORMAL_CLEARING,
         HangupCause::RoomUnavailable
         | HangupCause::MediaTimeout
         | HangupCause::Shutdown

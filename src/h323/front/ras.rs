@@ -27,7 +27,15 @@ fn now() -> Instant {
 #[derive(Debug)]
 pub enum RasCommand {
     /// ARQ for a call we answer; the reply says whether it may go on (reject reason if not).
-    Admit(AdmissionParams, oneshot::Sender<Result<(), String>>),
+    /// `ended` fires if the gatekeeper ends the call later (its DRQ).
+    Admit {
+        /// The call.
+        params: AdmissionParams,
+        /// The admission's outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+        /// The gatekeeper's DisengageRequest for this call.
+        ended: oneshot::Sender<()>,
+    },
     /// DRQ for a call that ended.
     Disengage(DisengageParams),
 }
@@ -38,6 +46,8 @@ pub struct Ras {
     endpoint: Option<Endpoint>,
     gatekeeper: Option<Gatekeeper>,
     admissions: HashMap<u16, oneshot::Sender<Result<(), String>>>,
+    /// Admitted calls, told when the gatekeeper ends them.
+    calls: Vec<(AdmissionParams, oneshot::Sender<()>)>,
 }
 
 impl Ras {
@@ -52,6 +62,7 @@ impl Ras {
             endpoint,
             gatekeeper,
             admissions: HashMap::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -158,10 +169,16 @@ impl Ras {
     fn command(&mut self, cmd: RasCommand) {
         let t = now();
         match cmd {
-            RasCommand::Admit(params, reply) => match self.endpoint.as_mut() {
-                Some(ep) if ep.is_registered() => match ep.admit(t, params) {
+            RasCommand::Admit {
+                params,
+                reply,
+                ended,
+            } => match self.endpoint.as_mut() {
+                Some(ep) if ep.is_registered() => match ep.admit(t, params.clone()) {
                     Ok(seq) => {
                         self.admissions.insert(seq, reply);
+                        self.calls.retain(|(_, tx)| !tx.is_closed());
+                        self.calls.push((params, ended));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));
@@ -176,6 +193,8 @@ impl Ras {
                 }
             },
             RasCommand::Disengage(params) => {
+                self.calls
+                    .retain(|(c, _)| c.call_identifier != params.call_identifier);
                 if let Some(ep) = self.endpoint.as_mut().filter(|e| e.is_registered()) {
                     if let Err(e) = ep.disengage(t, params) {
                         debug!("no DRQ: {e}");
@@ -215,6 +234,26 @@ impl Ras {
                     by_gatekeeper,
                     reason,
                 } => info!(by_gatekeeper, ?reason, "unregistered from the gatekeeper"),
+                RasEvent::DisengageRequested {
+                    call_identifier,
+                    conference_id,
+                    call_reference,
+                } => {
+                    let hit = self.calls.iter().position(|(c, _)| match call_identifier {
+                        Some(ci) => c.call_identifier == ci,
+                        None => {
+                            c.conference_id == conference_id && c.call_reference == call_reference
+                        }
+                    });
+                    match hit {
+                        Some(i) => {
+                            info!(call_reference, "the gatekeeper ends a call (DRQ)");
+                            let (_, tx) = self.calls.swap_remove(i);
+                            let _ = tx.send(());
+                        }
+                        None => debug!(call_reference, "DRQ for a call we do not have"),
+                    }
+                }
                 other => debug!("RAS: {other:?}"),
             }
         }
