@@ -559,3 +559,56 @@ fn srtp_video_is_decrypted_from_the_device_and_encrypted_to_it() {
     }
     assert!(opened.0 >= 3 && opened.1 == 1, "{opened:?}");
 }
+
+#[test]
+fn a_new_bit_rate_limit_resizes_the_shown_track() {
+    // An H.245 FlowControlCommand (or a re-INVITE's b=AS) arrives as a new description.
+    let t0 = Instant::now();
+    let neg = negotiated(VideoFeedback::default());
+    let mut v = CallVideo::new(t0, &neg, "PA_me").expect("video");
+    let a = stream("a_640x360.h264");
+    v.set_participant_video(t0, "PA_a", Some("TR_a"));
+    v.speakers(t0, vec![("PA_a".to_string(), true)]);
+    let mut now = t0;
+    let mut settings = Vec::new();
+    let run = |v: &mut CallVideo, settings: &mut Vec<(bool, u32, u32)>, now: &mut Instant| {
+        for (i, au) in a.iter().enumerate().take(40) {
+            v.handle_room_frame(*now, "TR_a", 3000 * i as u32, &annex_b(au));
+            if v.poll_timeout().is_some_and(|t| t <= *now) {
+                v.handle_timeout(*now);
+            }
+            for o in drain(v) {
+                if let VideoOutput::TrackSettings {
+                    enabled,
+                    width,
+                    height,
+                    ..
+                } = o
+                {
+                    settings.push((enabled, width, height));
+                }
+            }
+            *now += Duration::from_millis(33);
+        }
+    };
+    run(&mut v, &mut settings, &mut now);
+    assert_eq!(settings.last(), Some(&(true, 1280, 720)), "{settings:?}");
+    v.renegotiated(&NegotiatedVideo {
+        max_kbps: 300,
+        ..neg.clone()
+    });
+    let outs = drain(&mut v);
+    assert!(
+        outs.contains(&VideoOutput::TrackSettings {
+            track: "TR_a".into(),
+            enabled: true,
+            width: 320,
+            height: 180
+        }),
+        "{outs:?}"
+    );
+    assert_eq!(v.wanted_size(), (320, 180));
+    // The limit lifted: the full size again.
+    v.renegotiated(&neg);
+    assert_eq!(v.wanted_size(), (1280, 720));
+}
