@@ -86,7 +86,7 @@ pub struct SipConfig {
     pub codecs: Vec<String>,
     /// SDES-SRTP on the device side: `off`, `optional` (SRTP when the caller offers a usable
     /// key) or `required` (plain RTP offers get 488).
-    pub srtp: crate::sip::sdp::SrtpPolicy,
+    pub srtp: crate::media::negotiated::SrtpPolicy,
     /// The most video we receive from a device, in kbit/s (our `b=AS`); 0 answers video
     /// m-lines with port 0 (audio-only calls).
     pub video_max_kbps: u32,
@@ -113,8 +113,8 @@ impl Default for SipConfig {
             rtp_port_min: 10000,
             rtp_port_max: 20000,
             codecs: vec!["opus".into(), "G722".into(), "PCMA".into(), "PCMU".into()],
-            srtp: crate::sip::sdp::SrtpPolicy::default(),
-            video_max_kbps: crate::sip::sdp::DEFAULT_VIDEO_KBPS,
+            srtp: crate::media::negotiated::SrtpPolicy::default(),
+            video_max_kbps: crate::media::negotiated::DEFAULT_VIDEO_KBPS,
             session_expires: Duration::from_secs(1800),
             max_call_duration: Duration::from_secs(4 * 3600),
             media_timeout: Duration::from_secs(30),
@@ -180,7 +180,7 @@ impl Default for H323Config {
             h323_id: "jonction".into(),
             e164: Vec::new(),
             time_to_live: Duration::from_secs(300),
-            video_max_kbps: crate::sip::sdp::DEFAULT_VIDEO_KBPS,
+            video_max_kbps: crate::media::negotiated::DEFAULT_VIDEO_KBPS,
         }
     }
 }

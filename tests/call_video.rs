@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use jonction::call::video::{CallVideo, VideoOutput};
 use jonction::media::h264::annex_b::access_units;
 use jonction::media::h264::packetize::{PacketizationMode, Packetizer, WEBRTC_MAX_PAYLOAD};
+use jonction::media::h264::profile::ProfileLevelId;
 use jonction::media::h264::AccessUnit;
+use jonction::media::negotiated::{Direction, NegotiatedVideo, VideoFeedback};
 use jonction::media::rtp::packet::{RtpPacket, RtpWriter};
 use jonction::media::rtp::rtcp::{
     parse_compound, write_compound, Nack, Pli, RtcpPacket, Tmmb, TmmbEntry,
 };
 use jonction::media::rtp::Ssrc;
-use jonction::sip::sdp::{Direction, NegotiatedVideo, ProfileLevelId, VideoFeedback};
 
 const PT: u8 = 126;
 
@@ -499,8 +500,8 @@ fn the_device_sees_one_stream_across_speaker_switches() {
 
 #[test]
 fn srtp_video_is_decrypted_from_the_device_and_encrypted_to_it() {
+    use jonction::media::negotiated::SrtpKeys;
     use jonction::media::srtp::{CryptoAttribute, SrtpSession, SrtpSuite};
-    use jonction::sip::sdp::SrtpKeys;
     let ours = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_80);
     let theirs = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_80);
     let mut neg = negotiated(VideoFeedback {

@@ -12,11 +12,11 @@ use super::CallId;
 use crate::dialplan::{
     reload::DialplanHandle, Outcome, PinAction, PinLookup, PromptLanguage, RouteRequest, Routing,
 };
+use crate::media::negotiated::SrtpPolicy;
 use crate::pin::entry::{LookupOutcome, PinConfig};
 use crate::pin::guard::{BruteForceGuard, GuardConfig, Verdict};
 use crate::pin::lookup::{LiveKitApi, LookupContext, PinDirectory, LOOKUP_TIMEOUT};
 use crate::prompt::Language;
-use crate::sip::sdp::SrtpPolicy;
 use crate::token::{Keys, TokenRequest};
 
 /// What to do with a call.

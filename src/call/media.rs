@@ -18,11 +18,11 @@ use crate::media::codec::{AudioDecoder, AudioEncoder, Codec, Decoder, Encoder};
 use crate::media::dtmf::{digit_packets, DtmfReceiver};
 use crate::media::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 use crate::media::mixer::Mixer;
+use crate::media::negotiated::{Negotiated, SrtpKeys};
 use crate::media::rtp::stats::NtpClock;
 use crate::media::rtp::Ssrc;
 use crate::media::session::{RtpSession, SessionConfig, SessionEvent};
 use crate::media::srtp::{SrtpSession, SrtpStats, SrtpSuite};
-use crate::sip::sdp::{Negotiated, SrtpKeys};
 
 /// Frame duration of the bridge.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -706,7 +706,7 @@ mod tests {
             times_out(&mut live, t0, 8),
             "a silent live call must time out"
         );
-        n.direction = crate::sip::sdp::Direction::SendOnly;
+        n.direction = crate::media::negotiated::Direction::SendOnly;
         let mut held = CallMedia::new(t0, wall, &n, Duration::from_secs(5)).expect("media");
         assert!(
             !times_out(&mut held, t0, 8),

@@ -20,10 +20,10 @@ use tokio::sync::mpsc;
 use crate::livekit::connection::RoomLink;
 use crate::livekit::ClientEvent;
 use crate::media::codec::Codec;
+use crate::media::negotiated::Negotiated;
 use crate::media::session::SessionEvent;
 use crate::prompt::Prompt;
 use crate::rooms::latency::SharedHistogram;
-use crate::sip::sdp::Negotiated;
 use media::{CallMedia, ToRoom};
 pub use pin_phase::{LookupFuture, PinSetup};
 use record::CallRecord;
@@ -155,7 +155,7 @@ pub struct CallSetup {
     pub id: CallId,
     /// The protocol's call id: SIP Call-ID, or H.323 callIdentifier in hex (for the room's
     /// attributes and the record).
-    pub sip_call_id: String,
+    pub call_id: String,
     /// The device leg's protocol.
     pub protocol: crate::dialplan::Protocol,
     /// Room to join.

@@ -80,7 +80,7 @@ pub async fn collect_pin(
     rec: &mut CallRecord,
     media: &mut Option<CallMedia>,
 ) -> Result<(String, String), HangupCause> {
-    let start = |n: &crate::sip::sdp::Negotiated, rec: &mut CallRecord| {
+    let start = |n: &crate::media::negotiated::Negotiated, rec: &mut CallRecord| {
         super::start_media(s, n, rec).ok_or(HangupCause::NoMedia)
     };
     if media.is_none() {

@@ -82,7 +82,7 @@ impl CallRecord {
     /// A record for a call that starts now.
     pub fn start(s: &CallSetup, now: SystemTime) -> Self {
         Self {
-            call_id: s.sip_call_id.clone(),
+            call_id: s.call_id.clone(),
             protocol: s.protocol.to_string(),
             room: s.room.clone(),
             from: s.caller.clone(),

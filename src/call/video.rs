@@ -20,10 +20,10 @@ use crate::media::h264::depacketize::{Depacketizer, DepacketizerConfig};
 use crate::media::h264::packetize::{PacketizationMode, Packetizer};
 use crate::media::h264::switcher::{StreamSwitcher, SwitcherConfig, SwitcherEvent};
 use crate::media::h264::{annex_b, AccessUnit, Counters, CLOCK_RATE};
+use crate::media::negotiated::NegotiatedVideo;
 use crate::media::rtp::rtcp::{self, Fir, FirEntry, Pli, RtcpPacket, Tmmb, TmmbEntry};
 use crate::media::rtp::{RtpPacket, RtpWriter, Ssrc};
 use crate::media::srtp::SrtpSession;
-use crate::sip::sdp::NegotiatedVideo;
 
 /// The still picture sent when no H.264 source is in the room (made by
 /// `integration/make-no-video-picture.sh`).

@@ -19,7 +19,7 @@ use super::{
     DialOutAction, Dialplan, PinAction, PinLookup, PromptLanguage, Protocol, RuleId, Secret,
     Transport,
 };
-use crate::sip::sdp::SrtpPolicy;
+use crate::media::negotiated::SrtpPolicy;
 
 /// Variables every template may use, besides the rule's named captures.
 pub(crate) const BUILTINS: &[&str] = &[

@@ -276,7 +276,7 @@ pub struct Routing {
     pub outcome: Outcome,
     /// The rule's SDES-SRTP policy for the device leg (`srtp` in its action), overriding the
     /// configuration's; `None`: the configuration's applies.
-    pub srtp: Option<crate::sip::sdp::SrtpPolicy>,
+    pub srtp: Option<crate::media::negotiated::SrtpPolicy>,
 }
 
 /// What to do with the call.

@@ -1008,7 +1008,7 @@ proptest::proptest! {
 
 #[test]
 fn srtp_on_the_route() {
-    use crate::sip::sdp::SrtpPolicy;
+    use crate::media::negotiated::SrtpPolicy;
     let (dir, p) = plan(
         "[[rule]]\nname = \"secure\"\nmatch.called = 'sec-(?P<r>[a-z]+)'\n\
          action = { type = \"room\", room = \"{r}\", srtp = \"required\" }\n\n\

@@ -9,7 +9,9 @@
 //!   need no resampler.
 //! - [`mixer`]: sums N inputs into one frame, with mix-minus and per-input jitter slack.
 //! - [`dtmf_tone`]: in-band dual-tone generator for DTMF digits.
-//! - [`rtp`]: RTP/RTCP wire formats and receive statistics.
+//! - [`rtp`]: RTP/RTCP wire formats, payload format names, receive statistics.
+//! - [`negotiated`]: what a device leg negotiated (SDP on SIP, logical channels on H.323): the
+//!   description the call core runs its streams from, whichever front produced it.
 //! - [`jitter`]: the adaptive audio jitter buffer.
 //! - [`dtmf`]: RFC 4733 telephone events and SIP INFO DTMF bodies.
 //! - [`resample`]: offline windowed-sinc rate conversion (prompts).
@@ -26,6 +28,7 @@ pub mod dtmf_tone;
 pub mod h264;
 pub mod jitter;
 pub mod mixer;
+pub mod negotiated;
 pub mod resample;
 pub mod rtp;
 pub mod session;

@@ -15,7 +15,7 @@ use super::endpoint::ClientKey;
 use super::endpoint::{tag_of, Endpoint, Output, Peer, ServerKey, Transport};
 use super::media_control;
 use super::message::{Header, Message};
-use super::sdp::{self, LocalMedia, MediaPolicy, Negotiated, SdpSession, SessionDescription};
+use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
 use crate::call::admission::{Admission, Caller, Decision};
@@ -24,6 +24,7 @@ use crate::call::{
 };
 use crate::config::SipConfig;
 use crate::dialplan::{Party, Protocol, RouteRequest, Transport as DpTransport};
+use crate::media::negotiated::Negotiated;
 use crate::media::rtp::ports::RtpPorts;
 
 /// What the SIP front needs besides its own config.
@@ -414,7 +415,7 @@ impl SipFront {
         let (to_call, rx) = mpsc::unbounded_channel();
         let setup = CallSetup {
             id,
-            sip_call_id: dialog.call_id.clone(),
+            call_id: dialog.call_id.clone(),
             protocol: Protocol::Sip,
             room: room.clone(),
             caller,

@@ -33,7 +33,7 @@ use crate::h323::h245::{
 };
 use crate::h323::ras::{AdmissionParams, DisengageParams, DisengageReason};
 use crate::h323::tpkt::{self, TpktReader};
-use crate::sip::sdp::{Negotiated, SrtpPolicy};
+use crate::media::negotiated::{Negotiated, SrtpPolicy};
 
 /// A connection that sends no Setup within this time is closed.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -630,7 +630,7 @@ impl Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let setup = CallSetup {
             id,
-            sip_call_id: call_id,
+            call_id,
             protocol: Protocol::H323,
             room: room.clone(),
             caller: calling.user.clone(),

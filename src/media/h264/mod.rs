@@ -5,6 +5,7 @@
 //! - [`annex_b`]: splitting an Annex-B byte stream (files, the encoder's output) into access
 //!   units, and writing access units back as Annex-B.
 //! - [`sps`]: the sequence parameter set parser.
+//! - [`profile`]: `profile-level-id` and the profiles browsers take.
 //! - [`depacketize`]: RTP payloads → [`AccessUnit`]s, with loss handling, SPS/PPS insertion
 //!   before IDRs and keyframe waits.
 //! - [`packetize`]: [`AccessUnit`] → RTP payloads (single NAL, STAP-A, FU-A) for a given MTU.
@@ -20,6 +21,7 @@ pub mod annex_b;
 pub mod depacketize;
 pub mod keyframe;
 pub mod packetize;
+pub mod profile;
 pub mod sps;
 pub mod switcher;
 

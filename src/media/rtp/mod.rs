@@ -1,8 +1,10 @@
 //! RTP and RTCP (RFC 3550): packet views and writers, sequence and timestamp extension,
-//! compound RTCP and receiver statistics with the report scheduler.
+//! compound RTCP and receiver statistics with the report scheduler; payload format names
+//! ([`format`]).
 
 use std::fmt;
 
+pub mod format;
 pub mod packet;
 pub mod ports;
 pub mod rtcp;

@@ -3,12 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::codec::{RtpCodec, TELEPHONE_EVENT, TELEPHONE_EVENT_FMTP};
 use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
-use super::negotiated::{Negotiated, NegotiationError, Reject, SrtpKeys};
-use super::policy::{CodecOrder, LocalMedia, MediaPolicy, SrtpPolicy};
+use super::negotiated::{NegotiationError, Reject};
+use super::policy::{CodecOrder, LocalMedia, MediaPolicy};
 use super::session::LocalSdp;
-use super::Direction;
+use crate::media::negotiated::{Direction, Negotiated, SrtpKeys, SrtpPolicy};
+use crate::media::rtp::format::{RtpCodec, TELEPHONE_EVENT, TELEPHONE_EVENT_FMTP};
 use crate::media::srtp::{choose_offered, CryptoAttribute};
 
 /// An accepted offer: the answer to send and what it sets up.

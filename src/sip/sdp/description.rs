@@ -5,8 +5,9 @@
 
 use std::net::IpAddr;
 
-use super::codec::{self, RtpCodec};
 use super::SdpError;
+use crate::media::negotiated::Direction;
+use crate::media::rtp::format::{self as codec, RtpCodec};
 
 /// A parsed session description. Lines and m-lines keep their order; attributes jonction does
 /// not model are still reachable through [`SessionDescription::raw`].
@@ -51,80 +52,6 @@ impl Connection {
             .unwrap_or_default()
             .to_string();
         Connection { address, ip }
-    }
-}
-
-/// The direction of a media stream, from the point of view of whoever wrote the SDP
-/// (RFC 3264 §5.1, §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// `a=sendrecv`, the default.
-    SendRecv,
-    /// `a=sendonly`: the writer sends and does not want to receive (what a phone on hold offers).
-    SendOnly,
-    /// `a=recvonly`: the writer only receives.
-    RecvOnly,
-    /// `a=inactive`: nothing flows either way.
-    Inactive,
-}
-
-impl Direction {
-    /// The attribute name (`sendrecv`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::SendRecv => "sendrecv",
-            Direction::SendOnly => "sendonly",
-            Direction::RecvOnly => "recvonly",
-            Direction::Inactive => "inactive",
-        }
-    }
-
-    /// Parses an attribute name; `None` when it is not a direction.
-    pub fn from_attribute(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "sendrecv" => Some(Direction::SendRecv),
-            "sendonly" => Some(Direction::SendOnly),
-            "recvonly" => Some(Direction::RecvOnly),
-            "inactive" => Some(Direction::Inactive),
-            _ => None,
-        }
-    }
-
-    fn from_flags(send: bool, recv: bool) -> Self {
-        match (send, recv) {
-            (true, true) => Direction::SendRecv,
-            (true, false) => Direction::SendOnly,
-            (false, true) => Direction::RecvOnly,
-            (false, false) => Direction::Inactive,
-        }
-    }
-
-    /// Whether the writer sends media.
-    pub fn sends(self) -> bool {
-        matches!(self, Direction::SendRecv | Direction::SendOnly)
-    }
-
-    /// Whether the writer receives media.
-    pub fn receives(self) -> bool {
-        matches!(self, Direction::SendRecv | Direction::RecvOnly)
-    }
-
-    /// The same stream seen from the other end: `sendonly` ⇄ `recvonly` (RFC 3264 §6.1).
-    pub fn reversed(self) -> Self {
-        Direction::from_flags(self.receives(), self.sends())
-    }
-
-    /// What both allow: sends only if both send, receives only if both receive.
-    pub fn intersect(self, other: Direction) -> Self {
-        Direction::from_flags(
-            self.sends() && other.sends(),
-            self.receives() && other.receives(),
-        )
-    }
-
-    /// This direction without receiving: what an RFC 2543 `c=0.0.0.0` hold means.
-    pub fn without_receive(self) -> Self {
-        Direction::from_flags(self.sends(), false)
     }
 }
 

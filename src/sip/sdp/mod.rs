@@ -5,7 +5,8 @@
 //! - [`answer`] answers a remote offer (INVITE with SDP, re-INVITE); [`offer`] and
 //!   [`reoffer`] write our offers (delayed-offer INVITE answered in the 200 OK, our re-INVITEs),
 //!   and [`accept_answer`] checks the answer to them.
-//! - Both ends produce a [`Negotiated`] (what the media layer needs) and a [`LocalSdp`], which
+//! - Both ends produce a [`Negotiated`](crate::media::negotiated::Negotiated) (what the
+//!   media layer needs) and a [`LocalSdp`], which
 //!   an [`SdpSession`] (one per dialog) turns into text with a correct `o=` line.
 //!
 //! Audio and the main H.264 video stream are negotiated ([`answer_video`] picks the format,
@@ -14,7 +15,6 @@
 //! Our own offers (delayed offer, re-INVITEs) carry audio only.
 
 mod answer;
-mod codec;
 mod description;
 mod negotiated;
 mod offer;
@@ -23,24 +23,16 @@ mod session;
 mod video;
 
 pub use answer::{answer, reanswer, Answer};
-pub use codec::{
-    fmtp_params, static_payload, OpusParams, RtpCodec, OPUS_FMTP, TELEPHONE_EVENT,
-    TELEPHONE_EVENT_FMTP,
-};
 pub use description::{
-    Connection, Direction, MediaDescription, MediaKind, Proto, RtcpAttribute, SessionDescription,
+    Connection, MediaDescription, MediaKind, Proto, RtcpAttribute, SessionDescription,
 };
-pub use negotiated::{
-    Negotiated, NegotiatedVideo, NegotiationError, Reject, SrtpKeys, VideoFeedback,
-};
+pub use negotiated::{NegotiationError, Reject};
 pub use offer::{accept_answer, offer, reoffer};
-pub use policy::{
-    AddressError, CodecOrder, LocalMedia, MediaPolicy, SrtpPolicy, UnknownCodec, DEFAULT_VIDEO_KBPS,
-};
+pub use policy::{AddressError, CodecOrder, LocalMedia, MediaPolicy, UnknownCodec};
 pub use session::{LocalSdp, SdpSession};
 pub use video::{
     answer_video, bandwidth_kbps, choose_h264, h264_formats, rtcp_feedback, H264Format,
-    H264Profile, ProfileLevelId, VideoAnswer, RTCP_FEEDBACK,
+    VideoAnswer, RTCP_FEEDBACK,
 };
 
 /// A session description that cannot be parsed.

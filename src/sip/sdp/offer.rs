@@ -4,11 +4,12 @@
 use std::net::IpAddr;
 
 use super::answer::{negotiated, rejected, session_skeleton, AudioLine};
-use super::codec::RtpCodec;
 use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
-use super::negotiated::{Negotiated, NegotiatedVideo, NegotiationError, SrtpKeys};
-use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
+use super::negotiated::NegotiationError;
+use super::policy::{LocalMedia, MediaPolicy};
 use super::session::LocalSdp;
+use crate::media::negotiated::{Negotiated, NegotiatedVideo, SrtpKeys, SrtpPolicy};
+use crate::media::rtp::format::RtpCodec;
 use crate::media::srtp::{CryptoAttribute, SrtpSuite};
 
 /// The first dynamic payload type (RFC 3551 §3).
@@ -153,24 +154,24 @@ fn accept_video_answer(
         fb.iter()
             .any(|l| l.split_once(' ').is_some_and(|(_, v)| v == x))
     };
-    let ours_kbps = super::bandwidth_kbps(offer, index).unwrap_or(super::DEFAULT_VIDEO_KBPS);
+    let ours_kbps =
+        super::bandwidth_kbps(offer, index).unwrap_or(crate::media::negotiated::DEFAULT_VIDEO_KBPS);
     Some(NegotiatedVideo {
         media_index: index,
         pt,
         peer_pt: pt,
         packetization_mode: *mode,
-        profile_level_id: format
-            .filter(|f| f.explicit_profile)
-            .map_or(super::ProfileLevelId::parse("42e01f")?, |f| {
-                f.profile_level_id
-            }),
+        profile_level_id: format.filter(|f| f.explicit_profile).map_or(
+            crate::media::h264::profile::ProfileLevelId::parse("42e01f")?,
+            |f| f.profile_level_id,
+        ),
         remote_rtp,
         remote_rtcp,
         rtcp_mux,
         direction: offer
             .direction_of(ours)
             .intersect(answer.direction_of(theirs).reversed()),
-        feedback: super::VideoFeedback {
+        feedback: crate::media::negotiated::VideoFeedback {
             pli: has("nack pli"),
             fir: has("ccm fir"),
             nack: has("nack"),

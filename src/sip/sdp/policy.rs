@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use super::codec::RtpCodec;
-use super::description::Direction;
+use crate::media::negotiated::{Direction, SrtpPolicy, DEFAULT_VIDEO_KBPS};
+use crate::media::rtp::format::RtpCodec;
 
 /// Whose codec order wins when both sides share several codecs (RFC 3264 §6.1 lets the
 /// answerer choose).
@@ -38,51 +38,6 @@ pub struct MediaPolicy {
     pub video_kbps: Option<u32>,
 }
 
-/// Whether the SIP leg's media is encrypted with SDES-SRTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SrtpPolicy {
-    /// Plain RTP only: `RTP/SAVP` offers are refused.
-    Off,
-    /// Whatever the caller offers: SRTP when it sends usable `a=crypto` lines, else RTP.
-    #[default]
-    Optional,
-    /// SRTP only: plain RTP offers are refused with 488.
-    Required,
-}
-
-impl SrtpPolicy {
-    /// The configuration and dialplan spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SrtpPolicy::Off => "off",
-            SrtpPolicy::Optional => "optional",
-            SrtpPolicy::Required => "required",
-        }
-    }
-}
-
-impl std::fmt::Display for SrtpPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for SrtpPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(SrtpPolicy::Off),
-            "optional" => Ok(SrtpPolicy::Optional),
-            "required" => Ok(SrtpPolicy::Required),
-            other => Err(format!(
-                "unknown srtp policy {other:?} (off, optional, required)"
-            )),
-        }
-    }
-}
-
 impl Default for MediaPolicy {
     /// Opus, G.722, PCMA, PCMU in that order; telephone-event; 20 ms; rtcp-mux.
     fn default() -> Self {
@@ -90,9 +45,6 @@ impl Default for MediaPolicy {
             .unwrap_or_else(|_| unreachable!("the default codecs are well known"))
     }
 }
-
-/// The video bit rate we receive at most unless configured otherwise (720p30 H.264 fits).
-pub const DEFAULT_VIDEO_KBPS: u32 = 2500;
 
 impl MediaPolicy {
     /// A policy with the default settings and these codecs, by configuration name (see

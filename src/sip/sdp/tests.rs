@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::*;
+use crate::media::negotiated::{Direction, Negotiated, SrtpPolicy};
 
 const CISCO_ROOM: &str = "v=0\r\n\
 o=tandberg 1 2 IN IP4 198.51.100.10\r\n\

@@ -13,83 +13,13 @@
 //!   the offer lists for that payload type (or for `*`).
 
 use super::description::{MediaDescription, MediaKind, Proto, SessionDescription};
-use super::negotiated::{NegotiatedVideo, SrtpKeys, VideoFeedback};
-use super::policy::{LocalMedia, MediaPolicy, SrtpPolicy};
+use super::policy::{LocalMedia, MediaPolicy};
+use crate::media::h264::profile::ProfileLevelId;
+use crate::media::negotiated::{NegotiatedVideo, SrtpKeys, SrtpPolicy, VideoFeedback};
 use crate::media::srtp::choose_offered;
 
 /// The feedback messages jonction handles on the SIP video leg.
 pub const RTCP_FEEDBACK: [&str; 5] = ["nack", "nack pli", "ccm fir", "ccm tmmbr", "goog-remb"];
-
-/// `profile-level-id` (RFC 6184 §8.1): profile_idc, the constraint-flag byte, level_idc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileLevelId {
-    /// `profile_idc` (66 Baseline, 77 Main, 100 High, ...).
-    pub profile_idc: u8,
-    /// `profile-iop`: constraint_set0..5 flags and reserved bits.
-    pub profile_iop: u8,
-    /// `level_idc` (31 = level 3.1; 11 with constraint_set3 is level 1b).
-    pub level_idc: u8,
-}
-
-/// The H.264 profile families jonction can forward to browsers, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum H264Profile {
-    /// Constrained Baseline (every WebRTC endpoint decodes it).
-    ConstrainedBaseline,
-    /// Baseline (in practice what room systems send as "baseline").
-    Baseline,
-    /// Main.
-    Main,
-    /// High.
-    High,
-}
-
-impl ProfileLevelId {
-    /// The RFC 6184 default when `profile-level-id` is absent: Baseline, level 1.0.
-    pub const DEFAULT: ProfileLevelId = ProfileLevelId {
-        profile_idc: 66,
-        profile_iop: 0,
-        level_idc: 10,
-    };
-
-    /// Parses the 6 hex digits; `None` for anything else.
-    pub fn parse(hex: &str) -> Option<Self> {
-        let hex = hex.trim();
-        if hex.len() != 6 || !hex.is_ascii() {
-            return None;
-        }
-        let byte = |i: usize| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok();
-        Some(ProfileLevelId {
-            profile_idc: byte(0)?,
-            profile_iop: byte(2)?,
-            level_idc: byte(4)?,
-        })
-    }
-
-    /// The 6 lowercase hex digits.
-    pub fn to_hex(self) -> String {
-        format!(
-            "{:02x}{:02x}{:02x}",
-            self.profile_idc, self.profile_iop, self.level_idc
-        )
-    }
-
-    /// The profile family, when it is one that can be forwarded to browsers.
-    pub fn profile(self) -> Option<H264Profile> {
-        let set0 = self.profile_iop & 0x80 != 0;
-        let set1 = self.profile_iop & 0x40 != 0;
-        match self.profile_idc {
-            // Constrained Baseline: Baseline with constraint_set1, or Main/Extended with set0+set1
-            // (RFC 6184 §8.1, Table 5).
-            66 if set1 => Some(H264Profile::ConstrainedBaseline),
-            77 | 88 if set0 && set1 => Some(H264Profile::ConstrainedBaseline),
-            66 => Some(H264Profile::Baseline),
-            77 => Some(H264Profile::Main),
-            100 => Some(H264Profile::High),
-            _ => None,
-        }
-    }
-}
 
 /// One H.264 format of an m-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +47,7 @@ pub fn h264_formats(media: &MediaDescription) -> Vec<H264Format> {
             let mut profile = None;
             let mut mode = 0u8;
             if let Some(fmtp) = c.fmtp.as_deref() {
-                for (k, v) in super::fmtp_params(fmtp) {
+                for (k, v) in crate::media::rtp::format::fmtp_params(fmtp) {
                     if k.eq_ignore_ascii_case("profile-level-id") {
                         profile = Some(ProfileLevelId::parse(v)?);
                     } else if k.eq_ignore_ascii_case("packetization-mode") {
@@ -340,37 +270,6 @@ mod tests {
     }
 
     #[test]
-    fn profile_level_ids() {
-        let cb = ProfileLevelId::parse("42e01f").expect("cb");
-        assert_eq!(
-            (cb.profile_idc, cb.profile_iop, cb.level_idc),
-            (66, 0xe0, 31)
-        );
-        assert_eq!(cb.profile(), Some(H264Profile::ConstrainedBaseline));
-        assert_eq!(cb.to_hex(), "42e01f");
-        assert_eq!(
-            ProfileLevelId::parse("42001f").and_then(ProfileLevelId::profile),
-            Some(H264Profile::Baseline)
-        );
-        assert_eq!(
-            ProfileLevelId::parse("4dc01f").and_then(ProfileLevelId::profile),
-            Some(H264Profile::ConstrainedBaseline)
-        );
-        assert_eq!(
-            ProfileLevelId::parse("640c1f").and_then(ProfileLevelId::profile),
-            Some(H264Profile::High)
-        );
-        // High 10: not forwardable to browsers.
-        assert_eq!(
-            ProfileLevelId::parse("6e001f").and_then(ProfileLevelId::profile),
-            None
-        );
-        for bad in ["", "42e0", "42e01f00", "zze01f", "42é01f"] {
-            assert_eq!(ProfileLevelId::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn a_room_system_offer_is_answered_with_mode_1_constrained_baseline() {
         // A typical room-system offer: High first, then Baseline in both modes, then H.263.
         let o = offer(
@@ -463,7 +362,7 @@ mod tests {
         assert_eq!(v.remote_rtcp, "192.0.2.9:40003".parse().expect("addr"));
         assert!(v.feedback.pli && v.feedback.fir && !v.feedback.nack);
         assert_eq!(v.max_kbps, 1000);
-        assert_eq!(v.direction, super::super::Direction::SendRecv);
+        assert_eq!(v.direction, crate::media::negotiated::Direction::SendRecv);
         assert!(
             text.contains("m=video 30002 RTP/AVP 126\r\nb=AS:1000\r\n"),
             "{text}"
@@ -531,7 +430,7 @@ mod tests {
         assert_eq!(k.remote.tag, 2);
         assert_eq!(k.local.tag, 2);
         assert_ne!(k.local.to_sdp(), k.remote.to_sdp());
-        assert_eq!(v.direction, super::super::Direction::RecvOnly);
+        assert_eq!(v.direction, crate::media::negotiated::Direction::RecvOnly);
         assert!(text.contains("m=video 30002 RTP/SAVP 96"), "{text}");
         assert!(
             text.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"),

@@ -1,6 +1,6 @@
-//! RTP payload formats as SDP describes them: `a=rtpmap`/`a=fmtp` values, the static payload
-//! types of RFC 3551 §6 (table 4), `telephone-event` (RFC 4733 §7) and the Opus parameters of
-//! RFC 7587 §6/§7.
+//! RTP payload formats, named as SDP's `a=rtpmap`/`a=fmtp` name them (H.323 channels map to
+//! the same names): the static payload types of RFC 3551 §6 (table 4), `telephone-event`
+//! (RFC 4733 §7) and the Opus parameters of RFC 7587 §6/§7.
 
 use std::fmt;
 
