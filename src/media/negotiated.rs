@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::media::h264::profile::ProfileLevelId;
-use crate::media::rtp::format::{OpusParams, RtpCodec};
+use crate::media::rtp::payload_format::{OpusParams, RtpCodec};
 use crate::media::srtp::CryptoAttribute;
 
 /// What the media layer needs to run the audio stream of a call.

@@ -9,7 +9,7 @@ use crate::h323::call::{Channel, Codec as FsCodec, Direction as FsDirection};
 use crate::h323::h245::{AudioCodec, ChannelInfo, Codec as H245Codec, H264Params};
 use crate::media::h264::profile::ProfileLevelId;
 use crate::media::negotiated::{Direction, Negotiated, NegotiatedVideo, VideoFeedback};
-use crate::media::rtp::format::RtpCodec;
+use crate::media::rtp::payload_format::RtpCodec;
 
 /// The audio codecs of the H.323 front, in our order of preference (G.722 sounds best).
 pub const AUDIO_CODECS: [AudioCodec; 3] = [AudioCodec::G722, AudioCodec::Pcmu, AudioCodec::Pcma];

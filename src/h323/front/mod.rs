@@ -1,5 +1,5 @@
 //! The H.323 front: the H.225.0 call-signalling listener (TCP, port 1720 by default). Each
-//! accepted connection is one call, served by its own task ([`connection`]), which joins it
+//! accepted connection is one call, served by its own task (`connection`), which joins it
 //! to the call core like the SIP front does: dialplan, PIN, room leg, the audio pipeline.
 
 mod connection;

@@ -1,11 +1,11 @@
 //! RTP and RTCP (RFC 3550): packet views and writers, sequence and timestamp extension,
 //! compound RTCP and receiver statistics with the report scheduler; payload format names
-//! ([`format`]).
+//! ([`payload_format`]).
 
 use std::fmt;
 
-pub mod format;
 pub mod packet;
+pub mod payload_format;
 pub mod ports;
 pub mod rtcp;
 pub mod seq;

@@ -8,7 +8,7 @@ use super::negotiated::{NegotiationError, Reject};
 use super::policy::{CodecOrder, LocalMedia, MediaPolicy};
 use super::session::LocalSdp;
 use crate::media::negotiated::{Direction, Negotiated, SrtpKeys, SrtpPolicy};
-use crate::media::rtp::format::{RtpCodec, TELEPHONE_EVENT, TELEPHONE_EVENT_FMTP};
+use crate::media::rtp::payload_format::{RtpCodec, TELEPHONE_EVENT, TELEPHONE_EVENT_FMTP};
 use crate::media::srtp::{choose_offered, CryptoAttribute};
 
 /// An accepted offer: the answer to send and what it sets up.

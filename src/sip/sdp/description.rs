@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::SdpError;
 use crate::media::negotiated::Direction;
-use crate::media::rtp::format::{self as codec, RtpCodec};
+use crate::media::rtp::payload_format::{self as codec, RtpCodec};
 
 /// A parsed session description. Lines and m-lines keep their order; attributes jonction does
 /// not model are still reachable through [`SessionDescription::raw`].

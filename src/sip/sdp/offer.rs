@@ -9,7 +9,7 @@ use super::negotiated::NegotiationError;
 use super::policy::{LocalMedia, MediaPolicy};
 use super::session::LocalSdp;
 use crate::media::negotiated::{Negotiated, NegotiatedVideo, SrtpKeys, SrtpPolicy};
-use crate::media::rtp::format::RtpCodec;
+use crate::media::rtp::payload_format::RtpCodec;
 use crate::media::srtp::{CryptoAttribute, SrtpSuite};
 
 /// The first dynamic payload type (RFC 3551 §3).
@@ -19,7 +19,7 @@ const FIRST_DYNAMIC_PT: u8 = 96;
 const TELEPHONE_EVENT_8K_PT: u8 = 101;
 
 /// A fresh offer with an audio m-line (and a video one when `local` has a video port and the
-/// policy takes video, see [`video_offer`]): every codec of `policy` in its order (static
+/// policy takes video, see `video_offer`): every codec of `policy` in its order (static
 /// payload types where RFC 3551 has one, dynamic ones from 96), then `telephone-event` once
 /// per clock rate among them (101 for 8 kHz), `a=ptime`, `a=rtcp-mux` if enabled, and
 /// `local`'s direction.

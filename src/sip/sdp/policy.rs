@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::media::negotiated::{Direction, SrtpPolicy, DEFAULT_VIDEO_KBPS};
-use crate::media::rtp::format::RtpCodec;
+use crate::media::rtp::payload_format::RtpCodec;
 
 /// Whose codec order wins when both sides share several codecs (RFC 3264 §6.1 lets the
 /// answerer choose).

@@ -47,7 +47,7 @@ pub fn h264_formats(media: &MediaDescription) -> Vec<H264Format> {
             let mut profile = None;
             let mut mode = 0u8;
             if let Some(fmtp) = c.fmtp.as_deref() {
-                for (k, v) in crate::media::rtp::format::fmtp_params(fmtp) {
+                for (k, v) in crate::media::rtp::payload_format::fmtp_params(fmtp) {
                     if k.eq_ignore_ascii_case("profile-level-id") {
                         profile = Some(ProfileLevelId::parse(v)?);
                     } else if k.eq_ignore_ascii_case("packetization-mode") {
