@@ -9,7 +9,7 @@ use jonction::h323::asn::multimedia_system_control::{
     CommandMessage, MultimediaSystemControlMessage,
 };
 use jonction::h323::asn::rasn::aper;
-use jonction::h323::call::{self, Call, Direction, Event, ReleaseOrigin};
+use jonction::h323::call::{Call, Direction, Event, ReleaseOrigin};
 use jonction::h323::h245::{self, AudioCodec, H245Event, MediaKind, H245};
 use jonction::media::codec::Codec as MediaCodec;
 
@@ -101,28 +101,11 @@ pub(crate) fn media_codec(c: CodecArg) -> MediaCodec {
     }
 }
 
-pub(crate) fn call_codec(c: CodecArg) -> call::Codec {
-    match c {
-        CodecArg::Pcmu => call::Codec::Pcmu,
-        CodecArg::Pcma => call::Codec::Pcma,
-        CodecArg::G722 => call::Codec::G722,
-    }
-}
-
 pub(crate) fn h245_codec(c: CodecArg) -> AudioCodec {
     match c {
         CodecArg::Pcmu => AudioCodec::Pcmu,
         CodecArg::Pcma => AudioCodec::Pcma,
         CodecArg::G722 => AudioCodec::G722,
-    }
-}
-
-fn from_call_codec(c: call::Codec) -> Option<MediaCodec> {
-    match c {
-        call::Codec::Pcmu => Some(MediaCodec::Pcmu),
-        call::Codec::Pcma => Some(MediaCodec::Pcma),
-        call::Codec::G722 => Some(MediaCodec::G722),
-        _ => None,
     }
 }
 
@@ -235,7 +218,7 @@ impl Caller<'_> {
                 self.report.fast_start = "accepted";
                 self.fast_start_accepted = true;
                 for ch in channels {
-                    match (ch.direction, from_call_codec(ch.codec), ch.rtp) {
+                    match (ch.direction, ch.codec.and_then(from_h245_codec), ch.rtp) {
                         (Direction::CallerToCallee, Some(codec), Some(rtp)) => {
                             self.start_media(now, codec, rtp)
                         }

@@ -9,15 +9,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use jonction::h323::call::{
-    self, Alias, Call, Config, DialParams, Direction, Guid, Proposal, Vendor,
-};
-use jonction::h323::h245::{H245Config, MediaAddresses, H245};
+use jonction::h323::call::{Alias, Call, Config, DialParams, Direction, Guid, Proposal, Vendor};
+use jonction::h323::h245::{self, AudioCodec, H245Config, MediaAddresses, H245};
 use jonction::h323::tpkt::{self, TpktReader};
 
-use crate::caller::{
-    call_codec, expected_fast_start, h245_codec, media_codec, Caller, Phase, Transport,
-};
+use crate::caller::{expected_fast_start, h245_codec, media_codec, Caller, Phase, Transport};
 use crate::media::Receiver;
 use crate::report::{H245Report, Report};
 use crate::{Cli, Mode};
@@ -185,12 +181,10 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         })
     });
 
-    let codec = call_codec(cli.codec);
+    let codec = h245_codec(cli.codec);
     let proposal = |direction, codec| Proposal {
         direction,
-        codec,
-        frames: 20,
-        max_bit_rate: 0,
+        codec: h245::Codec::Audio { codec, frames: 20 },
         payload_type: None,
         rtp: rtp_addr,
         rtcp: rtcp_addr,
@@ -201,8 +195,8 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
             proposal(Direction::CalleeToCaller, codec),
         ],
         Mode::Refused => vec![
-            proposal(Direction::CallerToCallee, call::Codec::Pcmu),
-            proposal(Direction::CalleeToCaller, call::Codec::Pcma),
+            proposal(Direction::CallerToCallee, AudioCodec::Pcmu),
+            proposal(Direction::CalleeToCaller, AudioCodec::Pcma),
         ],
         Mode::Tunnel | Mode::Separate => Vec::new(),
     };

@@ -11,10 +11,7 @@ use std::net::SocketAddr;
 use crate::h323::asn::multimedia_system_control as h245;
 use crate::h323::asn::rasn;
 use crate::h323::asn::rasn::types::OctetString;
-use crate::h323::h245::capabilities::{
-    audio_capability, audio_codec, h264_capability, h264_params, AudioCodec, H264Params,
-    H264_LEVEL_3_1, H264_PROFILE_BASELINE,
-};
+use crate::h323::h245::capabilities::{codec_data_type, data_type_codec, Codec};
 use crate::h323::h245::channels::{socket_address, transport_address};
 
 /// Which way media flows on a fast-start channel, seen from the call (not from us).
@@ -26,68 +23,6 @@ pub enum Direction {
     CalleeToCaller,
 }
 
-/// The codecs jonction negotiates; anything else is [`Codec::Other`] (still answerable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 A-law 64 kbit/s (RTP PT 8).
-    Pcma,
-    /// G.711 µ-law 64 kbit/s (RTP PT 0).
-    Pcmu,
-    /// G.722 64 kbit/s (RTP PT 9).
-    G722,
-    /// H.264 as an H.241 generic video capability.
-    H264,
-    /// Another data type.
-    Other,
-}
-
-impl Codec {
-    /// The RTP session these codecs use by default: 1 audio, 2 video.
-    pub fn default_session(self) -> u8 {
-        match self {
-            Codec::H264 => 2,
-            _ => 1,
-        }
-    }
-
-    fn from_data_type(d: &h245::DataType) -> (Codec, Option<u16>) {
-        match d {
-            h245::DataType::audioData(a) => match audio_codec(a) {
-                Some((AudioCodec::Pcma, n)) => (Codec::Pcma, Some(n)),
-                Some((AudioCodec::Pcmu, n)) => (Codec::Pcmu, Some(n)),
-                Some((AudioCodec::G722, n)) => (Codec::G722, Some(n)),
-                None => (Codec::Other, None),
-            },
-            h245::DataType::videoData(h245::VideoCapability::genericVideoCapability(g))
-                if h264_params(g).is_some() =>
-            {
-                (Codec::H264, None)
-            }
-            _ => (Codec::Other, None),
-        }
-    }
-
-    /// The H.245 data type: `frames` is the audio packet size in ms (1..=256), `max_bit_rate`
-    /// the H.264 limit in units of 100 bit/s (H.264 is proposed as Baseline, level 3.1).
-    /// `None` for [`Codec::Other`].
-    fn data_type(self, frames: u16, max_bit_rate: u32) -> Option<h245::DataType> {
-        let audio = |codec| Some(h245::DataType::audioData(audio_capability(codec, frames)));
-        match self {
-            Codec::Pcma => audio(AudioCodec::Pcma),
-            Codec::Pcmu => audio(AudioCodec::Pcmu),
-            Codec::G722 => audio(AudioCodec::G722),
-            Codec::H264 => Some(h245::DataType::videoData(
-                h245::VideoCapability::genericVideoCapability(h264_capability(&H264Params {
-                    profile: H264_PROFILE_BASELINE,
-                    level: H264_LEVEL_3_1,
-                    max_bit_rate: Some(max_bit_rate),
-                })),
-            )),
-            Codec::Other => None,
-        }
-    }
-}
-
 /// One fast-start channel: a proposal from a Setup or an answer from the callee.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Channel {
@@ -97,10 +32,9 @@ pub struct Channel {
     pub lcn: u16,
     /// The RTP session (1 audio, 2 video, others for extra streams).
     pub session_id: u8,
-    /// The codec.
-    pub codec: Codec,
-    /// Audio packet size (the capability's frames value, in ms for G.711/G.722).
-    pub frames: Option<u16>,
+    /// The media format (audio with its packet size, or H.264), `None` for one jonction does
+    /// not handle (such a proposal is still answerable).
+    pub codec: Option<Codec>,
     /// The dynamic RTP payload type, if any.
     pub payload_type: Option<u8>,
     /// `mediaChannel` as carried: in a proposal the caller's RTP address (where the callee
@@ -124,9 +58,6 @@ pub enum FastStartError {
     /// Our own channel could not be encoded.
     #[error("cannot encode the OpenLogicalChannel: {0}")]
     Encode(String),
-    /// A codec we cannot describe.
-    #[error("codec {0:?} cannot be proposed")]
-    Codec(Codec),
 }
 
 /// A channel the caller offers (see [`propose`]).
@@ -134,12 +65,9 @@ pub enum FastStartError {
 pub struct Proposal {
     /// Which way media flows.
     pub direction: Direction,
-    /// The codec.
+    /// The media format: audio with its packet size in ms (20 is what every room system
+    /// takes), or H.264 with its limits.
     pub codec: Codec,
-    /// Audio packet size in ms (20 is what every room system takes).
-    pub frames: u16,
-    /// H.264 limit in 100 bit/s units.
-    pub max_bit_rate: u32,
     /// Dynamic RTP payload type (H.264).
     pub payload_type: Option<u8>,
     /// Our RTP address (used when we receive).
@@ -173,13 +101,11 @@ impl Channel {
                     _ => return Err(FastStartError::NotH2250),
                 },
             };
-        let (codec, frames) = Codec::from_data_type(data_type);
         Ok(Channel {
             direction,
             lcn: olc.forward_logical_channel_number.0,
             session_id: params.session_id,
-            codec,
-            frames,
+            codec: data_type_codec(data_type),
             payload_type: params.dynamic_rtppayload_type,
             rtp: params.media_channel.as_ref().and_then(socket_address),
             rtcp: params
@@ -228,10 +154,7 @@ impl Channel {
 pub fn propose(p: &Proposal, lcn: u16, session_id: u8) -> Result<Vec<u8>, FastStartError> {
     use h245::OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters as F;
     use h245::OpenLogicalChannelReverseLogicalChannelParametersMultiplexParameters as R;
-    let data_type = p
-        .codec
-        .data_type(p.frames, p.max_bit_rate)
-        .ok_or(FastStartError::Codec(p.codec))?;
+    let data_type = codec_data_type(&p.codec);
     let h2250 = |rtp: Option<SocketAddr>| {
         h245::H2250LogicalChannelParameters::new(
             None,
@@ -241,7 +164,7 @@ pub fn propose(p: &Proposal, lcn: u16, session_id: u8) -> Result<Vec<u8>, FastSt
             None,
             Some(transport_address(p.rtcp)),
             None,
-            matches!(p.codec, Codec::Pcma | Codec::Pcmu | Codec::G722).then_some(false),
+            matches!(p.codec, Codec::Audio { .. }).then_some(false),
             None,
             p.payload_type.filter(|pt| (96..=127).contains(pt)),
             None,
@@ -303,18 +226,31 @@ pub fn parse_list(list: &[OctetString]) -> (Vec<Channel>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h323::h245::capabilities::{
+        AudioCodec, H264Params, H264_LEVEL_3_1, H264_PROFILE_BASELINE,
+    };
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("address")
+    }
+
+    fn audio(codec: AudioCodec) -> Codec {
+        Codec::Audio { codec, frames: 20 }
+    }
+
+    fn h264() -> Codec {
+        Codec::H264(H264Params {
+            profile: H264_PROFILE_BASELINE,
+            level: H264_LEVEL_3_1,
+            max_bit_rate: Some(20_000),
+        })
     }
 
     fn proposal(direction: Direction, codec: Codec) -> Proposal {
         Proposal {
             direction,
             codec,
-            frames: 20,
-            max_bit_rate: 20_000,
-            payload_type: (codec == Codec::H264).then_some(109),
+            payload_type: matches!(codec, Codec::H264(_)).then_some(109),
             rtp: addr("192.0.2.1:5000"),
             rtcp: addr("192.0.2.1:5001"),
         }
@@ -323,40 +259,58 @@ mod tests {
     #[test]
     fn proposals_parse_back_with_direction_codec_and_addresses() {
         let tx = Channel::decode(
-            &propose(&proposal(Direction::CallerToCallee, Codec::G722), 7, 1).expect("encode"),
+            &propose(
+                &proposal(Direction::CallerToCallee, audio(AudioCodec::G722)),
+                7,
+                1,
+            )
+            .expect("encode"),
         )
         .expect("decode");
         assert_eq!(
-            (tx.direction, tx.codec, tx.frames, tx.lcn, tx.session_id),
-            (Direction::CallerToCallee, Codec::G722, Some(20), 7, 1)
+            (tx.direction, tx.codec, tx.lcn, tx.session_id),
+            (
+                Direction::CallerToCallee,
+                Some(audio(AudioCodec::G722)),
+                7,
+                1
+            )
         );
         assert_eq!((tx.rtp, tx.rtcp), (None, Some(addr("192.0.2.1:5001"))));
 
         let rx = Channel::decode(
-            &propose(&proposal(Direction::CalleeToCaller, Codec::H264), 8, 2).expect("encode"),
+            &propose(&proposal(Direction::CalleeToCaller, h264()), 8, 2).expect("encode"),
         )
         .expect("decode");
         assert_eq!(
             (rx.direction, rx.codec, rx.payload_type, rx.session_id),
-            (Direction::CalleeToCaller, Codec::H264, Some(109), 2)
+            (Direction::CalleeToCaller, Some(h264()), Some(109), 2)
         );
         assert_eq!(rx.rtp, Some(addr("192.0.2.1:5000")));
 
         let v6 = Proposal {
             rtcp: addr("[2001:db8::1]:6001"),
-            ..proposal(Direction::CallerToCallee, Codec::Pcmu)
+            ..proposal(Direction::CallerToCallee, audio(AudioCodec::Pcmu))
         };
         let c = Channel::decode(&propose(&v6, 1, 1).expect("encode")).expect("decode");
         assert_eq!(
             (c.codec, c.rtcp),
-            (Codec::Pcmu, Some(addr("[2001:db8::1]:6001")))
+            (
+                Some(audio(AudioCodec::Pcmu)),
+                Some(addr("[2001:db8::1]:6001"))
+            )
         );
     }
 
     #[test]
     fn answers_carry_the_callee_addresses() {
         let tx = Channel::decode(
-            &propose(&proposal(Direction::CallerToCallee, Codec::Pcma), 1, 1).expect("encode"),
+            &propose(
+                &proposal(Direction::CallerToCallee, audio(AudioCodec::Pcma)),
+                1,
+                1,
+            )
+            .expect("encode"),
         )
         .expect("decode");
         let a = Channel::decode(
@@ -374,7 +328,12 @@ mod tests {
         );
 
         let rx = Channel::decode(
-            &propose(&proposal(Direction::CalleeToCaller, Codec::Pcma), 2, 1).expect("encode"),
+            &propose(
+                &proposal(Direction::CalleeToCaller, audio(AudioCodec::Pcma)),
+                2,
+                1,
+            )
+            .expect("encode"),
         )
         .expect("decode");
         let a = Channel::decode(
@@ -395,8 +354,12 @@ mod tests {
 
     #[test]
     fn garbage_entries_are_counted_not_fatal() {
-        let good =
-            propose(&proposal(Direction::CallerToCallee, Codec::Pcma), 1, 1).expect("encode");
+        let good = propose(
+            &proposal(Direction::CallerToCallee, audio(AudioCodec::Pcma)),
+            1,
+            1,
+        )
+        .expect("encode");
         let list = [
             OctetString::from(good.clone()),
             OctetString::from(vec![0xff; 3]),
@@ -404,9 +367,5 @@ mod tests {
         ];
         let (ok, bad) = parse_list(&list);
         assert_eq!((ok.len(), bad), (1, 2));
-        assert!(matches!(
-            propose(&proposal(Direction::CallerToCallee, Codec::Other), 1, 1),
-            Err(FastStartError::Codec(Codec::Other))
-        ));
     }
 }

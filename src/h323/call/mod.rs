@@ -15,7 +15,7 @@ pub mod uuie;
 #[cfg(test)]
 mod tests;
 
-pub use faststart::{Channel, Codec, Direction, Proposal};
+pub use faststart::{Channel, Direction, Proposal};
 pub use signalling::{
     Answer, Call, CallError, Config, ConnectParams, DialParams, Event, FastStartReply,
     IncomingCall, ReleaseOrigin, Role, State,

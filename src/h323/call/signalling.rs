@@ -349,7 +349,7 @@ impl Call {
         let mut fast_start = Vec::new();
         for (i, prop) in p.fast_start.iter().enumerate() {
             let lcn = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            let bytes = faststart::propose(prop, lcn, prop.codec.default_session())
+            let bytes = faststart::propose(prop, lcn, prop.codec.media_kind().session_id())
                 .map_err(|e| CallError::FastStart(e.to_string()))?;
             fast_start.push(OctetString::from(bytes));
         }
@@ -398,7 +398,10 @@ impl Call {
             None,
         );
         let mut m = Message::new(MessageType::Setup, c.call_ref, false);
-        let video = p.fast_start.iter().any(|f| f.codec == super::Codec::H264);
+        let video = p
+            .fast_start
+            .iter()
+            .any(|f| f.codec.media_kind() == crate::h323::h245::MediaKind::Video);
         // Speech, or unrestricted digital 384 kbit/s when video is offered (as h323plus).
         m.push_ie(
             ie::BEARER_CAPABILITY,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::h323::asn::h323_messages as h225;
 use crate::h323::asn::rasn;
+use crate::h323::h245::{AudioCodec, Codec};
 use crate::h323::q931::{ie, Message, MessageType};
 use crate::h323::tpkt::{self, TpktReader, MAX_TPKT};
 
@@ -67,15 +68,20 @@ fn incoming(evs: &[Event]) -> IncomingCall {
         .expect("an IncomingCall event")
 }
 
-fn audio(direction: Direction, codec: Codec) -> Proposal {
+fn audio(direction: Direction, codec: AudioCodec) -> Proposal {
     Proposal {
         direction,
-        codec,
-        frames: 20,
-        max_bit_rate: 0,
+        codec: Codec::Audio { codec, frames: 20 },
         payload_type: None,
         rtp: addr("192.0.2.1:5000"),
         rtcp: addr("192.0.2.1:5001"),
+    }
+}
+
+fn pcma() -> Codec {
+    Codec::Audio {
+        codec: AudioCodec::Pcma,
+        frames: 20,
     }
 }
 
@@ -112,10 +118,10 @@ fn setup(caller_cfg: Config, p: &DialParams, now: Instant) -> (Call, Call, Incom
 fn fast_start_accepted_carries_both_directions_and_addresses() {
     let now = Instant::now();
     let p = dial_params(vec![
-        audio(Direction::CallerToCallee, Codec::G722),
-        audio(Direction::CallerToCallee, Codec::Pcma),
-        audio(Direction::CalleeToCaller, Codec::G722),
-        audio(Direction::CalleeToCaller, Codec::Pcma),
+        audio(Direction::CallerToCallee, AudioCodec::G722),
+        audio(Direction::CallerToCallee, AudioCodec::Pcma),
+        audio(Direction::CalleeToCaller, AudioCodec::G722),
+        audio(Direction::CalleeToCaller, AudioCodec::Pcma),
     ]);
     let (mut caller, mut callee, call) = setup(Config::default(), &p, now);
     assert_eq!(call.call_reference, 0x1234);
@@ -140,15 +146,18 @@ fn fast_start_accepted_carries_both_directions_and_addresses() {
     let kinds: Vec<_> = call
         .fast_start
         .iter()
-        .map(|c| (c.direction, c.codec))
+        .map(|c| match c.codec {
+            Some(Codec::Audio { codec, .. }) => (c.direction, Some(codec)),
+            _ => (c.direction, None),
+        })
         .collect();
     assert_eq!(
         kinds,
         [
-            (Direction::CallerToCallee, Codec::G722),
-            (Direction::CallerToCallee, Codec::Pcma),
-            (Direction::CalleeToCaller, Codec::G722),
-            (Direction::CalleeToCaller, Codec::Pcma),
+            (Direction::CallerToCallee, Some(AudioCodec::G722)),
+            (Direction::CallerToCallee, Some(AudioCodec::Pcma)),
+            (Direction::CalleeToCaller, Some(AudioCodec::G722)),
+            (Direction::CalleeToCaller, Some(AudioCodec::Pcma)),
         ]
     );
     assert_eq!(call.fast_start[2].rtp, Some(addr("192.0.2.1:5000")));
@@ -194,7 +203,7 @@ fn fast_start_accepted_carries_both_directions_and_addresses() {
         .iter()
         .find(|c| c.direction == Direction::CallerToCallee)
         .expect("caller's sending channel");
-    assert_eq!((tx.codec, tx.session_id), (Codec::Pcma, 1));
+    assert_eq!((tx.codec, tx.session_id), (Some(pcma()), 1));
     assert_eq!(
         tx.rtp,
         Some(addr("198.51.100.2:7000")),
@@ -205,7 +214,7 @@ fn fast_start_accepted_carries_both_directions_and_addresses() {
         .iter()
         .find(|c| c.direction == Direction::CalleeToCaller)
         .expect("caller's receiving channel");
-    assert_eq!(rx.codec, Codec::Pcma);
+    assert_eq!(rx.codec, Some(pcma()));
     assert_eq!(
         rx.rtp,
         Some(addr("192.0.2.1:5000")),
@@ -359,8 +368,8 @@ fn fast_start_refused_explicitly_or_by_silence() {
     let now = Instant::now();
     for reply in [FastStartReply::Refuse, FastStartReply::None] {
         let p = dial_params(vec![
-            audio(Direction::CallerToCallee, Codec::Pcmu),
-            audio(Direction::CalleeToCaller, Codec::Pcmu),
+            audio(Direction::CallerToCallee, AudioCodec::Pcmu),
+            audio(Direction::CalleeToCaller, AudioCodec::Pcmu),
         ]);
         let (mut caller, mut callee, call) = setup(Config::default(), &p, now);
         assert_eq!(call.fast_start.len(), 2);
@@ -508,13 +517,13 @@ fn generated_fast_start_setup_gives_its_proposals() {
     let tx = &call.fast_start[0];
     assert_eq!(
         (tx.direction, tx.codec, tx.session_id),
-        (Direction::CallerToCallee, Codec::Pcma, 1)
+        (Direction::CallerToCallee, Some(pcma()), 1)
     );
     assert_eq!(tx.rtcp, Some(addr("192.0.2.10:5001")));
     let rx = &call.fast_start[1];
     assert_eq!(
         (rx.direction, rx.codec),
-        (Direction::CalleeToCaller, Codec::Pcma)
+        (Direction::CalleeToCaller, Some(pcma()))
     );
     assert_eq!(rx.rtp, Some(addr("192.0.2.10:5000")));
     assert_eq!(rx.rtcp, Some(addr("192.0.2.10:5001")));

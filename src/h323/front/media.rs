@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use crate::call::HangupCause;
 use crate::h323::call::cause;
-use crate::h323::call::{Channel, Codec as FsCodec, Direction as FsDirection};
+use crate::h323::call::{Channel, Direction as FsDirection};
 use crate::h323::h245::{AudioCodec, ChannelInfo, Codec as H245Codec, H264Params};
 use crate::media::h264::profile::ProfileLevelId;
 use crate::media::negotiated::{Direction, Negotiated, NegotiatedVideo, VideoFeedback};
@@ -31,12 +31,11 @@ pub struct FastStartChoice {
     pub remote_rtcp: Option<SocketAddr>,
 }
 
-fn audio(c: FsCodec) -> Option<AudioCodec> {
-    match c {
-        FsCodec::Pcma => Some(AudioCodec::Pcma),
-        FsCodec::Pcmu => Some(AudioCodec::Pcmu),
-        FsCodec::G722 => Some(AudioCodec::G722),
-        FsCodec::H264 | FsCodec::Other => None,
+/// The audio codec and packet size of a fast-start channel, when it is audio we handle.
+fn audio(c: &Channel) -> Option<(AudioCodec, u16)> {
+    match c.codec {
+        Some(H245Codec::Audio { codec, frames }) => Some((codec, frames)),
+        _ => None,
     }
 }
 
@@ -48,14 +47,15 @@ pub fn choose_fast_start(channels: &[Channel]) -> Option<FastStartChoice> {
         .enumerate()
         .filter(|(_, c)| c.direction == FsDirection::CalleeToCaller)
         .find_map(|(send, out)| {
-            let codec = audio(out.codec)?;
+            let (codec, frames) = audio(out)?;
             let remote_rtp = out.rtp?;
             let receive = channels.iter().position(|c| {
-                c.direction == FsDirection::CallerToCallee && audio(c.codec) == Some(codec)
+                c.direction == FsDirection::CallerToCallee
+                    && audio(c).is_some_and(|(other, _)| other == codec)
             })?;
             Some(FastStartChoice {
                 codec,
-                frames: out.frames.unwrap_or(20),
+                frames,
                 receive,
                 send,
                 remote_rtp,
@@ -223,18 +223,21 @@ pub fn q850_for_sip(status: u16) -> u8 {
 mod tests {
     use super::*;
 
-    fn ch(direction: FsDirection, codec: FsCodec, rtp: Option<&str>) -> Channel {
+    fn ch(direction: FsDirection, codec: Option<AudioCodec>, rtp: Option<&str>) -> Channel {
         let addr = |a: &str| a.parse::<SocketAddr>().expect("addr");
+        // `None`: H.264.
+        let codec = match codec {
+            Some(codec) => H245Codec::Audio { codec, frames: 30 },
+            None => H245Codec::H264(our_h264(4096)),
+        };
         let p = crate::h323::call::Proposal {
             direction,
             codec,
-            frames: 30,
-            max_bit_rate: 40_960,
-            payload_type: (codec == FsCodec::H264).then_some(96),
+            payload_type: matches!(codec, H245Codec::H264(_)).then_some(96),
             rtp: addr(rtp.unwrap_or("10.0.0.2:5000")),
             rtcp: addr("10.0.0.2:5001"),
         };
-        let bytes = crate::h323::call::faststart::propose(&p, 1, codec.default_session())
+        let bytes = crate::h323::call::faststart::propose(&p, 1, codec.media_kind().session_id())
             .expect("proposal");
         Channel::decode(&bytes).expect("decodes")
     }
@@ -243,11 +246,23 @@ mod tests {
     fn fast_start_takes_the_callers_first_symmetric_codec() {
         use FsDirection::*;
         let list = vec![
-            ch(CallerToCallee, FsCodec::Pcmu, None),
-            ch(CallerToCallee, FsCodec::G722, None),
-            ch(CalleeToCaller, FsCodec::Pcma, Some("10.0.0.2:5000")),
-            ch(CalleeToCaller, FsCodec::G722, Some("10.0.0.2:5000")),
-            ch(CalleeToCaller, FsCodec::Pcmu, Some("10.0.0.2:5000")),
+            ch(CallerToCallee, Some(AudioCodec::Pcmu), None),
+            ch(CallerToCallee, Some(AudioCodec::G722), None),
+            ch(
+                CalleeToCaller,
+                Some(AudioCodec::Pcma),
+                Some("10.0.0.2:5000"),
+            ),
+            ch(
+                CalleeToCaller,
+                Some(AudioCodec::G722),
+                Some("10.0.0.2:5000"),
+            ),
+            ch(
+                CalleeToCaller,
+                Some(AudioCodec::Pcmu),
+                Some("10.0.0.2:5000"),
+            ),
         ];
         let c = choose_fast_start(&list).expect("a choice");
         assert_eq!((c.codec, c.receive, c.send), (AudioCodec::G722, 1, 3));
@@ -259,15 +274,19 @@ mod tests {
     fn asymmetric_or_one_way_fast_start_is_refused() {
         use FsDirection::*;
         let asymmetric = vec![
-            ch(CallerToCallee, FsCodec::Pcmu, None),
-            ch(CalleeToCaller, FsCodec::Pcma, Some("10.0.0.2:5000")),
+            ch(CallerToCallee, Some(AudioCodec::Pcmu), None),
+            ch(
+                CalleeToCaller,
+                Some(AudioCodec::Pcma),
+                Some("10.0.0.2:5000"),
+            ),
         ];
         assert_eq!(choose_fast_start(&asymmetric), None);
-        let one_way = vec![ch(CallerToCallee, FsCodec::Pcmu, None)];
+        let one_way = vec![ch(CallerToCallee, Some(AudioCodec::Pcmu), None)];
         assert_eq!(choose_fast_start(&one_way), None);
         let video = vec![
-            ch(CallerToCallee, FsCodec::H264, None),
-            ch(CalleeToCaller, FsCodec::H264, Some("10.0.0.2:5000")),
+            ch(CallerToCallee, None, None),
+            ch(CalleeToCaller, None, Some("10.0.0.2:5000")),
         ];
         assert_eq!(choose_fast_start(&video), None);
     }

@@ -64,6 +64,16 @@ pub enum Codec {
     H264(H264Params),
 }
 
+impl Codec {
+    /// Audio or video.
+    pub fn media_kind(&self) -> super::MediaKind {
+        match self {
+            Codec::Audio { .. } => super::MediaKind::Audio,
+            Codec::H264(_) => super::MediaKind::Video,
+        }
+    }
+}
+
 /// The kinds of user input (DTMF) the peer declared.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserInputKinds {
