@@ -141,28 +141,20 @@ impl Ras {
             .endpoint
             .as_ref()
             .is_some_and(|e| e.gatekeeper_address() == from);
-        let malformed = match (
+        let r = match (
             to_endpoint,
             self.gatekeeper.as_mut(),
             self.endpoint.as_mut(),
         ) {
-            (true, _, Some(ep)) | (false, None, Some(ep)) => {
-                let before = ep.stats().malformed;
-                ep.handle_datagram(t, from, data);
-                ep.stats().malformed > before
-            }
-            (false, Some(gk), _) => {
-                let before = gk.stats().malformed;
-                gk.handle_datagram(t, from, data);
-                gk.stats().malformed > before
-            }
+            (true, _, Some(ep)) | (false, None, Some(ep)) => ep.handle_datagram(t, from, data),
+            (false, Some(gk), _) => gk.handle_datagram(t, from, data),
             _ => {
                 debug!(%from, "RAS datagram with nobody to take it");
-                false
+                Ok(())
             }
         };
-        if malformed {
-            warn!(%from, len = data.len(), "malformed RAS datagram ignored");
+        if let Err(e) = r {
+            warn!(%from, len = data.len(), "RAS datagram ignored: {e}");
         }
     }
 

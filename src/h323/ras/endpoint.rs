@@ -435,11 +435,21 @@ impl Endpoint {
     }
 
     /// A datagram received on our RAS socket.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), super::Malformed> {
         let Some(msg) = m::decode(bytes) else {
             self.stats.malformed += 1;
-            return;
+            return Err(super::Malformed);
         };
+        self.on_message(now, from, msg, bytes);
+        Ok(())
+    }
+
+    fn on_message(&mut self, now: Instant, from: SocketAddr, msg: RasMessage, bytes: &[u8]) {
         let n = m::request_seq(&msg).unwrap_or(0);
         match msg {
             RasMessage::gatekeeperConfirm(gcf) => {

@@ -19,6 +19,11 @@ pub use endpoint::{
 };
 pub use gatekeeper::{Gatekeeper, GatekeeperConfig, GatekeeperEvent, Registration};
 
+/// A datagram that is not a PER-encoded `RasMessage` (also counted in [`RasStats::malformed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an H.225.0 RAS message (aligned PER)")]
+pub struct Malformed;
+
 /// Counters of datagrams a machine did not act on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RasStats {

@@ -57,13 +57,14 @@ fn pump(now: Instant, ep: &mut Endpoint, gk: &mut Gatekeeper) -> Vec<String> {
             quiet = false;
             assert_eq!(to, a(GK_RAS));
             log.push(name(&decode(&b)));
-            gk.handle_datagram(now, ep_ras, &b);
+            gk.handle_datagram(now, ep_ras, &b).expect("a RAS message");
         }
         while let Some((to, b)) = gk.poll_transmit() {
             quiet = false;
             assert_eq!(to, ep_ras);
             log.push(name(&decode(&b)));
-            ep.handle_datagram(now, a(GK_RAS), &b);
+            ep.handle_datagram(now, a(GK_RAS), &b)
+                .expect("a RAS message");
         }
         if quiet {
             return log;
@@ -188,7 +189,7 @@ fn register_straight_with_capped_time_to_live() {
     assert_eq!(m::addresses(&rrq.ras_address), [a(EP_RAS)]);
     assert_eq!(rrq.terminal_alias.as_ref().map(Vec::len), Some(2));
     assert!(!rrq.discovery_complete);
-    gk.handle_datagram(t, a(EP_RAS), &b);
+    gk.handle_datagram(t, a(EP_RAS), &b).expect("a RAS message");
     let log = pump(t, &mut ep, &mut gk);
     assert_eq!(log, ["registrationConfirm"]);
     assert!(matches!(
@@ -217,7 +218,8 @@ fn lightweight_rrq_before_expiry() {
         m::gatekeeper_identifier("jonction-gk")
     );
     assert_eq!(rrq.terminal_alias, None);
-    gk.handle_datagram(t1, a(EP_RAS), &b);
+    gk.handle_datagram(t1, a(EP_RAS), &b)
+        .expect("a RAS message");
     assert_eq!(pump(t1, &mut ep, &mut gk), ["registrationConfirm"]);
     assert_eq!(
         events(&mut ep),
@@ -289,7 +291,8 @@ fn unanswered_keep_alive_registers_fully() {
     };
     assert_eq!(rrq.keep_alive, Some(false));
     assert!(rrq.terminal_alias.is_some());
-    gk.handle_datagram(t1 + s(9), a(EP_RAS), &b);
+    gk.handle_datagram(t1 + s(9), a(EP_RAS), &b)
+        .expect("a RAS message");
     pump(t1 + s(9), &mut ep, &mut gk);
     assert!(matches!(events(&mut ep)[..], [RasEvent::Registered { .. }]));
     assert_eq!(ep.stats().retransmissions, 2);
@@ -381,7 +384,8 @@ fn admission_needs_a_registration() {
             answer_call: true,
         },
     );
-    gk.handle_datagram(t, a(EP_RAS), &m::encode(&arq).expect("ARQ"));
+    gk.handle_datagram(t, a(EP_RAS), &m::encode(&arq).expect("ARQ"))
+        .expect("a RAS message");
     let (_, b) = gk.poll_transmit().expect("ARJ");
     let RasMessage::admissionReject(arj) = decode(&b) else {
         panic!()
@@ -451,7 +455,8 @@ fn info_request_answered_with_calls() {
     // One call by its call reference.
     assert!(gk.info_request(&id, 102));
     let (_, irq) = gk.poll_transmit().expect("IRQ");
-    ep.handle_datagram(t, a(GK_RAS), &irq);
+    ep.handle_datagram(t, a(GK_RAS), &irq)
+        .expect("a RAS message");
     let (to, b) = ep.poll_transmit().expect("IRR");
     assert_eq!(to, a(GK_RAS));
     let RasMessage::infoRequestResponse(irr) = decode(&b) else {
@@ -554,14 +559,17 @@ fn lost_rrq_is_retransmitted() {
     ep.handle_timeout(t + s(3));
     let (to, again) = ep.poll_transmit().expect("RRQ again");
     assert_eq!((to, &again), (a(GK_RAS), &lost));
-    gk.handle_datagram(t + s(3), a(EP_RAS), &again);
+    gk.handle_datagram(t + s(3), a(EP_RAS), &again)
+        .expect("a RAS message");
     pump(t + s(3), &mut ep, &mut gk);
     assert!(ep.is_registered());
     assert_eq!(ep.stats().retransmissions, 1);
     // A late duplicate answer matches nothing.
-    gk.handle_datagram(t + s(4), a(EP_RAS), &lost);
+    gk.handle_datagram(t + s(4), a(EP_RAS), &lost)
+        .expect("a RAS message");
     let (_, rcf) = gk.poll_transmit().expect("RCF");
-    ep.handle_datagram(t + s(4), a(GK_RAS), &rcf);
+    ep.handle_datagram(t + s(4), a(GK_RAS), &rcf)
+        .expect("a RAS message");
     assert_eq!(ep.stats().unmatched, 1);
     assert!(events(&mut ep)
         .iter()
@@ -662,7 +670,8 @@ fn gatekeeper_answers_captured_pdus() {
     let mut gk = Gatekeeper::new(gk_config());
     let from = a("17.2.0.124:2034");
     let answer = |gk: &mut Gatekeeper, pdu: &str| {
-        gk.handle_datagram(t, from, &hex(pdu));
+        gk.handle_datagram(t, from, &hex(pdu))
+            .expect("a RAS message");
         let (to, b) = gk.poll_transmit().expect("an answer");
         assert_eq!(to, from);
         decode(&b)
@@ -680,7 +689,8 @@ fn gatekeeper_answers_captured_pdus() {
     );
     assert!(matches!(rrj, RasMessage::registrationReject(ref r) if r.request_seq_num.0 == 2));
     assert_eq!(gk.registrations().count(), 0);
-    gk.handle_datagram(t, from, &captured_rrq_for_us());
+    gk.handle_datagram(t, from, &captured_rrq_for_us())
+        .expect("a RAS message");
     let rcf = decode(&gk.poll_transmit().expect("RCF").1);
     let RasMessage::registrationConfirm(rcf) = rcf else {
         panic!("{rcf:?}")
@@ -733,7 +743,8 @@ fn gatekeeper_admits_a_captured_arq_once_registered() {
     let t = Instant::now();
     let mut gk = Gatekeeper::new(gk_config());
     let from = a("17.2.0.124:2034");
-    gk.handle_datagram(t, from, &captured_rrq_for_us());
+    gk.handle_datagram(t, from, &captured_rrq_for_us())
+        .expect("a RAS message");
     let _ = gk.poll_transmit();
     let id = gk
         .registrations()
@@ -748,7 +759,7 @@ fn gatekeeper_admits_a_captured_arq_once_registered() {
     };
     arq.endpoint_identifier = m::endpoint_identifier(&id).expect("id");
     let bytes = m::encode(&RasMessage::admissionRequest(arq)).expect("ARQ");
-    gk.handle_datagram(t, from, &bytes);
+    gk.handle_datagram(t, from, &bytes).expect("a RAS message");
     let (_, b) = gk.poll_transmit().expect("ACF");
     let RasMessage::admissionConfirm(acf) = decode(&b) else {
         panic!()
@@ -786,7 +797,8 @@ fn endpoint_answers_captured_gatekeeper_requests() {
         drq.endpoint_identifier.clone(),
         None,
     );
-    ep.handle_datagram(t, a(GK_RAS), &m::encode(&rcf).expect("RCF"));
+    ep.handle_datagram(t, a(GK_RAS), &m::encode(&rcf).expect("RCF"))
+        .expect("a RAS message");
     assert!(ep.is_registered());
     assert_eq!(ep.poll_timeout(), None, "no time to live, no keep-alive");
     events(&mut ep);
@@ -796,7 +808,8 @@ fn endpoint_answers_captured_gatekeeper_requests() {
         &hex(include_str!(
             "../../../tests/data/h323/ndpi/frame67-infoRequest.hex"
         )),
-    );
+    )
+    .expect("a RAS message");
     let (_, b) = ep.poll_transmit().expect("IRR");
     assert!(
         matches!(decode(&b), RasMessage::infoRequestResponse(ref r) if r.request_seq_num.0 == 4180)
@@ -807,7 +820,8 @@ fn endpoint_answers_captured_gatekeeper_requests() {
         &hex(include_str!(
             "../../../tests/data/h323/ndpi/frame69-disengageRequest.hex"
         )),
-    );
+    )
+    .expect("a RAS message");
     let (_, b) = ep.poll_transmit().expect("DCF");
     assert!(
         matches!(decode(&b), RasMessage::disengageConfirm(ref c) if c.request_seq_num.0 == 4181)
@@ -822,7 +836,8 @@ fn endpoint_answers_captured_gatekeeper_requests() {
         include_str!("../../../tests/data/h323/ndpi/frame64-admissionConfirm.hex"),
         include_str!("../../../tests/data/h323/ndpi/frame72-registrationConfirm.hex"),
     ] {
-        ep.handle_datagram(t, a(GK_RAS), &hex(pdu));
+        ep.handle_datagram(t, a(GK_RAS), &hex(pdu))
+            .expect("a RAS message");
     }
     assert!(ep.poll_transmit().is_none());
     assert_eq!(ep.stats().unmatched, 3);
@@ -864,9 +879,10 @@ fn garbage_never_panics() {
             inputs.push(bad);
         }
     }
+    let mut refused = 0;
     for b in &inputs {
-        ep.handle_datagram(t, a(GK_RAS), b);
-        gk.handle_datagram(t, a(EP_RAS), b);
+        refused += usize::from(ep.handle_datagram(t, a(GK_RAS), b).is_err());
+        refused += usize::from(gk.handle_datagram(t, a(EP_RAS), b).is_err());
     }
     // Whatever they answered decodes.
     while let Some((_, b)) = ep.poll_transmit() {
@@ -877,6 +893,11 @@ fn garbage_never_panics() {
     }
     assert!(ep.stats().malformed > 100);
     assert!(gk.stats().malformed > 100);
+    assert_eq!(
+        refused as u64,
+        ep.stats().malformed + gk.stats().malformed,
+        "every malformed datagram is reported"
+    );
     ep.handle_timeout(t + s(1000));
     gk.handle_timeout(t + s(1000));
 }
@@ -892,7 +913,8 @@ fn endpoint_answers_other_requests_with_xrs() {
         None,
         &[],
     );
-    ep.handle_datagram(t, a(GK_RAS), &m::encode(&grq).expect("GRQ"));
+    ep.handle_datagram(t, a(GK_RAS), &m::encode(&grq).expect("GRQ"))
+        .expect("a RAS message");
     let (_, b) = ep.poll_transmit().expect("XRS");
     let RasMessage::unknownMessageResponse(x) = decode(&b) else {
         panic!()
@@ -924,7 +946,8 @@ fn unsolicited_irrs_at_the_irr_frequency() {
         panic!()
     };
     assert_eq!(irr.unsolicited, Some(true));
-    gk.handle_datagram(t + s(30), a(EP_RAS), &b);
+    gk.handle_datagram(t + s(30), a(EP_RAS), &b)
+        .expect("a RAS message");
     assert!(matches!(
         &gk_events(&mut gk)[..],
         [GatekeeperEvent::InfoResponse { calls: 1, .. }]
