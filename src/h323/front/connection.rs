@@ -45,6 +45,8 @@ const H245_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const H245_ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest H.245 PDU taken on a separate connection.
 const MAX_H245_PDU: usize = 16 * 1024;
+/// How long the connection sleeps when no timer is armed (everything else wakes it).
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
 /// How long a digit from the room lasts as an H.245 signal.
 const DIGIT_MS: u16 = 160;
 
@@ -392,15 +394,20 @@ impl Conn {
         Ok(())
     }
 
+    /// The earliest of the machines' timers and the connection's own deadlines (no Setup,
+    /// an unfinished PDU, nobody on our H.245 listener); far away when none is armed.
     fn next_deadline(&self) -> Instant {
-        let mut t = now() + Duration::from_secs(1);
-        if let Some(x) = self.call.poll_timeout() {
-            t = t.min(x);
-        }
-        if let Some(x) = self.h245.as_ref().and_then(|h| h.poll_timeout()) {
-            t = t.min(x);
-        }
-        t
+        let own = [
+            self.incoming.is_none().then(|| self.started + SETUP_TIMEOUT),
+            self.partial_since.map(|s| s + PDU_TIMEOUT),
+            self.listener.as_ref().map(|(_, s)| *s + H245_ACCEPT_TIMEOUT),
+            self.call.poll_timeout(),
+            self.h245.as_ref().and_then(|h| h.poll_timeout()),
+        ];
+        own.into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| now() + IDLE_WAKE)
     }
 
     fn timers(&mut self) {
@@ -413,20 +420,20 @@ impl Conn {
                 h.handle_timeout(t);
             }
         }
-        if self.incoming.is_none() && t.duration_since(self.started) > SETUP_TIMEOUT {
+        if self.incoming.is_none() && t.duration_since(self.started) >= SETUP_TIMEOUT {
             info!(remote = %self.remote, "no Setup within {SETUP_TIMEOUT:?}: closing");
             self.done = true;
         }
         if self
             .partial_since
-            .is_some_and(|s| t.duration_since(s) > PDU_TIMEOUT)
+            .is_some_and(|s| t.duration_since(s) >= PDU_TIMEOUT)
         {
             warn!(remote = %self.remote, "a PDU left unfinished for {PDU_TIMEOUT:?}: releasing");
             self.partial_since = None;
             self.release_now(HangupCause::CallerBye, cause::TIMER_EXPIRY);
         }
         if let Some((_, since)) = &self.listener {
-            if t.duration_since(*since) > H245_ACCEPT_TIMEOUT {
+            if t.duration_since(*since) >= H245_ACCEPT_TIMEOUT {
                 warn!(remote = %self.remote, "the caller never connected to our H.245 listener");
                 self.listener = None;
                 if self.fast.is_none() {
