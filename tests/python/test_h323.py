@@ -483,6 +483,21 @@ def test_h323_bad_input_releases_only_that_call(server: Server):
     read_until_closed(s, 10)
     s.close()
 
+    # The same inside a call (after a valid Setup): the call is released with cause 95
+    # (invalid message) and the socket closed.
+    for room, junk in (("7104", bytes([3, 0, 0, 2]) + b"\x08\x02\x00\x01\x05"),
+                       ("7105", bytes([3, 0, 0xFF, 0xFF]) + bytes([0x08]) + os.urandom(65530))):
+        s = connect(server)
+        s.sendall(setup_pdu(room))
+        time.sleep(0.5)
+        try:
+            s.sendall(junk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = read_until_closed(s, 10)
+        s.close()
+        assert release_cause(data) == 95, f"{len(junk)}-byte broken TPKT in a call: {data[-64:].hex()}"
+
     # A call whose next PDU never ends: after a valid Setup, half a TPKT, then silence; the
     # call is released (timer expiry, 102) and the socket closed.
     s = connect(server)

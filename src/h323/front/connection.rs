@@ -45,6 +45,10 @@ const H245_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const H245_ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest H.245 PDU taken on a separate connection.
 const MAX_H245_PDU: usize = 16 * 1024;
+/// How long a closing connection waits for the peer to close too.
+const LINGER: Duration = Duration::from_secs(2);
+/// How much a closing connection reads and drops at most.
+const LINGER_BYTES: usize = 256 * 1024;
 /// How long the connection sleeps when no timer is armed (everything else wakes it).
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
 /// How long a digit from the room lasts as an H.245 signal.
@@ -278,7 +282,25 @@ pub(super) async fn serve(
         let _ = l.wr.shutdown().await;
     }
     let _ = wr.shutdown().await;
+    linger(&mut rd).await;
     debug!(%remote, "H.323 connection closed");
+}
+
+/// After our FIN, reads (and drops) what the peer still sends until it closes too, for
+/// [`LINGER`] and [`LINGER_BYTES`] at most: closing a socket with unread data resets the
+/// connection, and the peer could lose our ReleaseComplete.
+async fn linger(rd: &mut OwnedReadHalf) {
+    let mut buf = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let drain = async {
+        while left > 0 {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Reads the separate H.245 connection (forever when there is none).
@@ -398,9 +420,13 @@ impl Conn {
     /// an unfinished PDU, nobody on our H.245 listener); far away when none is armed.
     fn next_deadline(&self) -> Instant {
         let own = [
-            self.incoming.is_none().then(|| self.started + SETUP_TIMEOUT),
+            self.incoming
+                .is_none()
+                .then(|| self.started + SETUP_TIMEOUT),
             self.partial_since.map(|s| s + PDU_TIMEOUT),
-            self.listener.as_ref().map(|(_, s)| *s + H245_ACCEPT_TIMEOUT),
+            self.listener
+                .as_ref()
+                .map(|(_, s)| *s + H245_ACCEPT_TIMEOUT),
             self.call.poll_timeout(),
             self.h245.as_ref().and_then(|h| h.poll_timeout()),
         ];
