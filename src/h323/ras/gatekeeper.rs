@@ -236,10 +236,7 @@ impl Gatekeeper {
         from: SocketAddr,
         bytes: &[u8],
     ) -> Result<(), super::Malformed> {
-        let Some(msg) = m::decode(bytes) else {
-            self.stats.malformed += 1;
-            return Err(super::Malformed);
-        };
+        let msg = super::decode_counted(&mut self.stats, bytes)?;
         self.on_message(now, from, msg, bytes);
         Ok(())
     }

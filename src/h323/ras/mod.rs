@@ -24,6 +24,17 @@ pub use gatekeeper::{Gatekeeper, GatekeeperConfig, GatekeeperEvent, Registration
 #[error("not an H.225.0 RAS message (aligned PER)")]
 pub struct Malformed;
 
+/// Decodes a received datagram; one that is not a RAS message is counted in `stats`.
+fn decode_counted(
+    stats: &mut RasStats,
+    bytes: &[u8],
+) -> Result<crate::h323::asn::h323_messages::RasMessage, Malformed> {
+    messages::decode(bytes).ok_or_else(|| {
+        stats.malformed += 1;
+        Malformed
+    })
+}
+
 /// Counters of datagrams a machine did not act on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RasStats {
