@@ -397,6 +397,32 @@ def test_h323_video_both_ways(server: Server):
     assert not bad, "tshark finds malformed packets:\n" + "\n".join(bad[:20])
 
 
+def test_h323_device_refusing_video_keeps_its_audio(server: Server):
+    """A room system that declares H.264 but refuses the gateway's video channel (out of video
+    resources, say): the call goes on with audio both ways and ends normally."""
+    room = f"h323-novideo-{secrets.token_hex(3)}"
+
+    async def main():
+        async with Rooms(server) as rooms:
+            listener = await rooms.connect(room, "listener")
+            sine = SinePublisher(listener, freq=440.0)
+            await sine.start()
+            caller = start_caller(server, room, "tunnel", "--seconds", "6", "--refuse-video")
+            try:
+                return await asyncio.to_thread(report_of, caller, 40)
+            finally:
+                await sine.stop()
+
+    report = run(main())
+    assert report.get("connected") and report.get("released_by") == "local", report
+    assert report["video"]["refused_channels"] == 1, report
+    assert not report.get("errors"), report
+    assert report.get("rtp_received", 0) > 100, report
+    assert report.get("rx_tone_hz") is not None and abs(report["rx_tone_hz"] - 440) <= 10, report
+    recs = records_for(server, room)
+    assert len(recs) == 1 and recs[0]["end_cause"] == "caller-bye", recs
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 

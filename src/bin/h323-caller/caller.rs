@@ -383,6 +383,12 @@ impl Caller<'_> {
             H245Event::ChannelRejected { number, cause } => self.error(format!(
                 "H.245: gateway rejected our channel {number}: {cause:?}"
             )),
+            H245Event::IncomingChannelRejected { number, cause } if self.cli.refuse_video => {
+                self.log(format_args!(
+                    "refused the gateway's channel {number}: {cause:?}"
+                ));
+                self.report.video.refused_channels += 1;
+            }
             H245Event::IncomingChannelRejected { number, cause } => self.error(format!(
                 "H.245: we rejected the gateway's channel {number}: {cause:?}"
             )),

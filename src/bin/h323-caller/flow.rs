@@ -241,7 +241,10 @@ pub async fn run(cli: &Cli) -> (Report, bool) {
         H245Config {
             terminal_type: cli.terminal_type,
             audio_codecs: vec![h245_codec(cli.codec)],
-            h264: video_addresses.and_then(|_| H245Config::default().h264),
+            // Without a video port (--refuse-video) the session refuses the gateway's channel.
+            h264: (video_addresses.is_some() || cli.refuse_video)
+                .then(|| H245Config::default().h264)
+                .flatten(),
             audio_addresses: Some(MediaAddresses {
                 rtp: rtp_addr,
                 rtcp: rtcp_addr,

@@ -122,6 +122,10 @@ pub struct Cli {
     /// Caps the gateway's video channel at this many kbit/s (FlowControlCommand) once it is open.
     #[arg(long)]
     pub video_limit_kbps: Option<u32>,
+    /// Declare H.264 in our capabilities but refuse the gateway's video channel (a room system
+    /// out of video resources): the call must go on with audio.
+    #[arg(long)]
+    pub refuse_video: bool,
 }
 
 impl Cli {

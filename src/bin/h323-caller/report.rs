@@ -50,6 +50,8 @@ pub struct VideoReport {
     pub fast_updates_sent: u32,
     /// FlowControlCommand sent (kbit/s).
     pub limit_sent_kbps: Option<u32>,
+    /// The gateway's channels we refused (`--refuse-video`).
+    pub refused_channels: u32,
 }
 
 /// The JSON line printed at the end.

@@ -110,7 +110,8 @@ struct Conn {
     audio_neg: Option<Negotiated>,
     /// Our video RTP/RTCP addresses, when the call has video.
     video_local: Option<MediaAddresses>,
-    video_opened: bool,
+    /// Our H.264 channel's number, once its OpenLogicalChannel is sent.
+    video_opening: Option<u16>,
     /// Our H.264 channel to the device, acknowledged.
     video_out: Option<ChannelInfo>,
     /// The device's H.264 channel to us, accepted.
@@ -176,7 +177,7 @@ pub(super) async fn serve(
         audio_opened: false,
         audio_neg: None,
         video_local: None,
-        video_opened: false,
+        video_opening: None,
         video_out: None,
         video_in: None,
         video_limit: None,
@@ -930,7 +931,8 @@ impl Conn {
             }
             H245Event::Timeout(timer) => {
                 warn!(remote = %self.remote, ?timer, "H.245 procedure timed out");
-                if self.fast.is_none() && !matches!(timer, h245::Timer::RoundTripDelay) {
+                // Fatal only while audio is not running yet (a late video channel is not).
+                if self.audio_neg.is_none() && !matches!(timer, h245::Timer::RoundTripDelay) {
                     self.hangup(HangupCause::NoMedia);
                 }
             }
@@ -941,7 +943,7 @@ impl Conn {
 
     /// Opens our H.264 channel when the call has video and the device receives H.264.
     fn open_video(&mut self, t: Instant) {
-        if self.video_opened || self.video_local.is_none() {
+        if self.video_opening.is_some() || self.video_local.is_none() {
             return;
         }
         let Some(h) = self.h245.as_mut() else {
@@ -953,21 +955,17 @@ impl Conn {
         }
         match h.open_channel(t, MediaKind::Video) {
             Ok(n) => {
-                self.video_opened = true;
+                self.video_opening = Some(n);
                 debug!(remote = %self.remote, channel = n, "video channel opening");
             }
             Err(e) => debug!(remote = %self.remote, "no video channel: {e:?}"),
         }
     }
 
+    /// Whether `number` is our H.264 channel (the session forgets a refused channel before
+    /// it reports the refusal, so we remember its number).
     fn is_video_channel(&self, number: u16) -> bool {
-        self.h245.as_ref().is_some_and(|h| {
-            h.channels().iter().any(|c| {
-                c.number == number
-                    && c.direction == Direction::Outgoing
-                    && matches!(c.codec, Codec::H264(_))
-            })
-        })
+        self.video_opening == Some(number)
     }
 
     /// An H.264 channel opened either way: the call core's video description changes.
