@@ -232,12 +232,14 @@ async fn bridge(
     rec: &mut CallRecord,
 ) -> HangupCause {
     let mut media: Option<CallMedia> = None;
+    // A media description newer than the setup's, when one came during PIN entry.
+    let mut described: Option<Negotiated> = None;
     let (mut room, mut token) = (s.room.clone(), s.token.clone());
     if let Some(pin) = s.pin.as_deref() {
         // Answer first: the caller hears the prompts and types the PIN over the call's media.
         let _ = tx.send(FromCall::Answer(s.id));
         info!(call = s.id.0, "call answered for PIN entry");
-        match pin_phase::collect_pin(s, pin, rx, rec, &mut media).await {
+        match pin_phase::collect_pin(s, pin, rx, rec, &mut media, &mut described).await {
             Ok(found) => (room, token) = found,
             Err(c) => return c,
         }
@@ -272,7 +274,13 @@ async fn bridge(
     if let (Some(pin), Some(m), 0) = (s.pin.as_deref(), media.as_mut(), others) {
         pin_phase::play(m, Prompt::FirstParticipant, pin.language);
     }
-    let mut video = start_video(s, s.negotiated.as_ref(), &me, &mut link, tx);
+    let mut video = start_video(
+        s,
+        described.as_ref().or(s.negotiated.as_ref()),
+        &me,
+        &mut link,
+        tx,
+    );
     let mut buf = vec![0u8; 2048];
     let mut vbuf = vec![0u8; 2048];
     let mut cbuf = vec![0u8; 1500];

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::media::{CallMedia, ToRoom};
 use super::record::CallRecord;
 use super::{CallSetup, HangupCause, ToCall};
+use crate::media::negotiated::Negotiated;
 use crate::media::session::SessionEvent;
 use crate::pin::entry::{Action, HangupReason, LookupOutcome, PinConfig, PinEntry};
 use crate::prompt::{Language, Prompt, PromptPlayer};
@@ -72,15 +73,17 @@ pub fn play(m: &mut CallMedia, prompt: Prompt, lang: Language) -> bool {
 }
 
 /// Runs the dialogue; the room and its token, or why the call ends. `media` is started here
-/// when the offer is already known, or when the ACK of a delayed offer brings it.
+/// when the offer is already known, or when the ACK of a delayed offer brings it; `described`
+/// keeps the newest media description that came meanwhile (its video starts with the room).
 pub async fn collect_pin(
     s: &CallSetup,
     pin: &PinSetup,
     rx: &mut mpsc::UnboundedReceiver<ToCall>,
     rec: &mut CallRecord,
     media: &mut Option<CallMedia>,
+    described: &mut Option<Negotiated>,
 ) -> Result<(String, String), HangupCause> {
-    let start = |n: &crate::media::negotiated::Negotiated, rec: &mut CallRecord| {
+    let start = |n: &Negotiated, rec: &mut CallRecord| {
         super::start_media(s, n, rec).ok_or(HangupCause::NoMedia)
     };
     if media.is_none() {
@@ -173,10 +176,13 @@ pub async fn collect_pin(
             cmd = rx.recv() => match cmd {
                 Some(ToCall::Stop(c)) => return Err(c),
                 None => return Err(HangupCause::Shutdown),
-                Some(ToCall::Media(n)) => match media.as_mut() {
-                    Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
-                    None => *media = Some(start(&n, rec)?),
-                },
+                Some(ToCall::Media(n)) => {
+                    match media.as_mut() {
+                        Some(m) => m.renegotiated(&n, Instant::now(), s.media_timeout),
+                        None => *media = Some(start(&n, rec)?),
+                    }
+                    *described = Some(*n);
+                }
                 // No video before the room is joined.
                 Some(ToCall::FastUpdate) => {}
                 Some(ToCall::Dtmf(d)) => {

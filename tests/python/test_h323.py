@@ -566,9 +566,11 @@ def complete_prefix(data: bytes) -> int:
 def test_h323_caller_types_a_pin_and_joins_its_room(server: Server):
     """The example plan's reception number asks for a PIN: the H.323 caller hears the prompt,
     types the PIN as H.245 UserInputIndication and joins the room the PIN opens (board-room):
-    its call record names that room."""
+    its call record names that room. Its video channel, opened during PIN entry, is published
+    once the room is joined."""
     caller = start_caller(
         server, "0187654321", "tunnel", "--seconds", "9", "--digits", "1234567890", "--digits-at", "2",
+        "--video", str(VIDEO),
     )
     report = report_of(caller, 40)
     assert report.get("connected") and report.get("digits_sent") == "1234567890", report
@@ -578,3 +580,5 @@ def test_h323_caller_types_a_pin_and_joins_its_room(server: Server):
     assert len(recs) == 1 and recs[0]["to"] == "0187654321", recs
     assert recs[0]["end_cause"] == "caller-bye" and recs[0]["digits_from_device"] == 10, recs
     assert recs[0]["frames_to_room"] > 50, recs
+    video = recs[0].get("video") or {}
+    assert video.get("frames_to_room", 0) >= 20, f"the caller's video was not published after the PIN: {recs}"
