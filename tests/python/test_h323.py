@@ -63,6 +63,15 @@ def report_of(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+async def track_from(caller: subprocess.Popen, got: list, what: str, timeout: float = 15.0) -> None:
+    """Waits until `got` (filled by a track_subscribed handler) holds the caller's track, while
+    the caller runs; fails with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while not got and time.monotonic() < deadline and caller.poll() is None:
+        await asyncio.sleep(0.05)
+    assert got, what
+
+
 def records_for(server: Server, room: str, timeout: float = 5.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -220,10 +229,7 @@ def test_h323_call_audio_and_dtmf_both_ways(server: Server, mode: str):
                 "--digits", "123#", "--digits-at", "3",
             )
             try:
-                deadline = time.monotonic() + 15
-                while not got and time.monotonic() < deadline and caller.poll() is None:
-                    await asyncio.sleep(0.05)
-                assert got, "no track from the H.323 caller reached the room"
+                await track_from(caller, got, "no track from the H.323 caller reached the room")
                 track, participant = got[0]
                 heard = dominant_hz(await collect_audio(track, seconds=1.5, timeout=10), 48000)
                 assert abs(heard - 1000) <= 8, f"room heard {heard:.1f} Hz, the caller sent 1000 Hz"
@@ -289,10 +295,7 @@ def test_h323_call_ended_by_the_room(server: Server):
             listener.on("track_subscribed", lambda t, pub, p: got.append(t))
             caller = start_caller(server, room, "tunnel", "--codec", "g722", "--wait-release", "20")
             try:
-                deadline = time.monotonic() + 15
-                while not got and time.monotonic() < deadline and caller.poll() is None:
-                    await asyncio.sleep(0.05)
-                assert got, "no track from the H.323 caller reached the room"
+                await track_from(caller, got, "no track from the H.323 caller reached the room")
                 await asyncio.sleep(1)
                 async with api.LiveKitAPI(server.http_url, API_KEY, API_SECRET) as lk:
                     await lk.room.delete_room(api.DeleteRoomRequest(room=room))
@@ -345,10 +348,7 @@ def test_h323_video_both_ways(server: Server):
                 "--fast-update-at", "3", "--video-limit-kbps", "400",
             )
             try:
-                deadline = time.monotonic() + 15
-                while not got and time.monotonic() < deadline and caller.poll() is None:
-                    await asyncio.sleep(0.05)
-                assert got, "the H.323 caller's video did not reach the room"
+                await track_from(caller, got, "the H.323 caller's video did not reach the room")
                 stream = rtc.VideoStream(got[0], format=rtc.VideoBufferType.RGBA)
 
                 async def pull():

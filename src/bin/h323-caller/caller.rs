@@ -93,14 +93,6 @@ pub(crate) struct Caller<'a> {
     pub(crate) keyframes_at_fast_update: Option<u64>,
 }
 
-pub(crate) fn media_codec(c: CodecArg) -> MediaCodec {
-    match c {
-        CodecArg::Pcmu => MediaCodec::Pcmu,
-        CodecArg::Pcma => MediaCodec::Pcma,
-        CodecArg::G722 => MediaCodec::G722,
-    }
-}
-
 pub(crate) fn h245_codec(c: CodecArg) -> AudioCodec {
     match c {
         CodecArg::Pcmu => AudioCodec::Pcmu,
@@ -109,13 +101,21 @@ pub(crate) fn h245_codec(c: CodecArg) -> AudioCodec {
     }
 }
 
+fn media_of(codec: AudioCodec) -> MediaCodec {
+    match codec {
+        AudioCodec::Pcmu => MediaCodec::Pcmu,
+        AudioCodec::Pcma => MediaCodec::Pcma,
+        AudioCodec::G722 => MediaCodec::G722,
+    }
+}
+
+pub(crate) fn media_codec(c: CodecArg) -> MediaCodec {
+    media_of(h245_codec(c))
+}
+
 fn from_h245_codec(c: h245::Codec) -> Option<MediaCodec> {
     match c {
-        h245::Codec::Audio { codec, .. } => Some(match codec {
-            AudioCodec::Pcmu => MediaCodec::Pcmu,
-            AudioCodec::Pcma => MediaCodec::Pcma,
-            AudioCodec::G722 => MediaCodec::G722,
-        }),
+        h245::Codec::Audio { codec, .. } => Some(media_of(codec)),
         h245::Codec::H264(_) => None,
     }
 }
@@ -380,7 +380,7 @@ impl Caller<'_> {
                     }
                 }
             }
-            H245Event::ChannelRejected { number, cause } => self.error(format!(
+            H245Event::ChannelRejected { number, cause, .. } => self.error(format!(
                 "H.245: gateway rejected our channel {number}: {cause:?}"
             )),
             H245Event::IncomingChannelRejected { number, cause } if self.cli.refuse_video => {

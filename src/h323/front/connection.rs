@@ -29,7 +29,8 @@ use crate::h323::call::{
     cause, Alias, Call, Config as CallConfig, ConnectParams, Event, FastStartReply, IncomingCall,
 };
 use crate::h323::h245::{
-    self, ChannelInfo, Codec, Direction, H245Config, H245Event, MediaAddresses, MediaKind, H245,
+    self, ChannelInfo, Codec, Direction, H245Config, H245Event, H264Params, MediaAddresses,
+    MediaKind, H245,
 };
 use crate::h323::ras::{AdmissionParams, DisengageParams, DisengageReason};
 use crate::h323::tpkt::{self, TpktReader};
@@ -110,8 +111,8 @@ struct Conn {
     audio_neg: Option<Negotiated>,
     /// Our video RTP/RTCP addresses, when the call has video.
     video_local: Option<MediaAddresses>,
-    /// Our H.264 channel's number, once its OpenLogicalChannel is sent.
-    video_opening: Option<u16>,
+    /// Our H.264 channel's OpenLogicalChannel is sent.
+    video_opened: bool,
     /// Our H.264 channel to the device, acknowledged.
     video_out: Option<ChannelInfo>,
     /// The device's H.264 channel to us, accepted.
@@ -177,7 +178,7 @@ pub(super) async fn serve(
         audio_opened: false,
         audio_neg: None,
         video_local: None,
-        video_opening: None,
+        video_opened: false,
         video_out: None,
         video_in: None,
         video_limit: None,
@@ -811,9 +812,9 @@ impl Conn {
         let addrs = self.rtp_local.map(|a| MediaAddresses { rtp: a, rtcp: a });
         let config = H245Config {
             audio_codecs: AUDIO_CODECS.to_vec(),
-            h264: self
-                .video_local
-                .map(|_| media::our_h264(self.cfg.video_max_kbps)),
+            h264: self.video_local.map(|_| {
+                H264Params::baseline_3_1(Some(self.cfg.video_max_kbps.saturating_mul(10)))
+            }),
             audio_addresses: addrs,
             video_addresses: self.video_local,
             ..H245Config::default()
@@ -874,10 +875,14 @@ impl Conn {
                     _ => {}
                 }
             }
-            H245Event::ChannelRejected { number, cause } if self.is_video_channel(number) => {
+            H245Event::ChannelRejected {
+                number,
+                kind: MediaKind::Video,
+                cause,
+            } => {
                 info!(remote = %self.remote, number, ?cause, "our video channel was refused: audio only to the device");
             }
-            H245Event::ChannelRejected { number, cause } => {
+            H245Event::ChannelRejected { number, cause, .. } => {
                 warn!(remote = %self.remote, number, ?cause, "our audio channel was refused");
                 if self.fast.is_none() {
                     self.hangup(HangupCause::NoMedia);
@@ -943,7 +948,7 @@ impl Conn {
 
     /// Opens our H.264 channel when the call has video and the device receives H.264.
     fn open_video(&mut self, t: Instant) {
-        if self.video_opening.is_some() || self.video_local.is_none() {
+        if self.video_opened || self.video_local.is_none() {
             return;
         }
         let Some(h) = self.h245.as_mut() else {
@@ -955,24 +960,15 @@ impl Conn {
         }
         match h.open_channel(t, MediaKind::Video) {
             Ok(n) => {
-                self.video_opening = Some(n);
+                self.video_opened = true;
                 debug!(remote = %self.remote, channel = n, "video channel opening");
             }
             Err(e) => debug!(remote = %self.remote, "no video channel: {e:?}"),
         }
     }
 
-    /// Whether `number` is our H.264 channel (the session forgets a refused channel before
-    /// it reports the refusal, so we remember its number).
-    fn is_video_channel(&self, number: u16) -> bool {
-        self.video_opening == Some(number)
-    }
-
     /// An H.264 channel opened either way: the call core's video description changes.
     fn video_channel_opened(&mut self, info: ChannelInfo) {
-        if self.video_local.is_none() {
-            return;
-        }
         info!(
             remote = %self.remote,
             number = info.number,
@@ -988,18 +984,15 @@ impl Conn {
         self.describe_media();
     }
 
-    /// The most video the device takes, in kbit/s: ours, its capability, its flow control.
+    /// The most video the device takes, in kbit/s: what our channel was opened with (ours and
+    /// its capability, the lower), lowered by its flow control.
     fn video_kbps(&self) -> u32 {
-        let caps = self
-            .h245
-            .as_ref()
-            .and_then(|h| h.peer_capabilities())
-            .and_then(|c| c.h264)
-            .and_then(|p| p.max_bit_rate)
-            .map_or(u32::MAX, |b| b / 10);
-        self.cfg
-            .video_max_kbps
-            .min(caps)
+        let channel = match self.video_out.as_ref().map(|c| c.codec) {
+            Some(Codec::H264(p)) => p.max_bit_rate.map(|b| b / 10),
+            _ => None,
+        };
+        channel
+            .unwrap_or(self.cfg.video_max_kbps)
             .min(self.video_limit.unwrap_or(u32::MAX))
     }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use crate::call::HangupCause;
 use crate::h323::call::cause;
 use crate::h323::call::{Channel, Direction as FsDirection};
-use crate::h323::h245::{AudioCodec, ChannelInfo, Codec as H245Codec, H264Params};
+use crate::h323::h245::{AudioCodec, ChannelInfo, Codec as H245Codec};
 use crate::media::h264::profile::ProfileLevelId;
 use crate::media::negotiated::{Direction, Negotiated, NegotiatedVideo, VideoFeedback};
 use crate::media::rtp::payload_format::RtpCodec;
@@ -97,16 +97,6 @@ pub fn negotiated(
     }
 }
 
-/// Our H.264 capability: Constrained Baseline up to level 3.1 (what WebRTC rooms send and
-/// every room system decodes), at most `kbps`.
-pub fn our_h264(kbps: u32) -> H264Params {
-    H264Params {
-        profile: crate::h323::h245::capabilities::H264_PROFILE_BASELINE,
-        level: crate::h323::h245::capabilities::H264_LEVEL_3_1,
-        max_bit_rate: Some(kbps.saturating_mul(10)),
-    }
-}
-
 /// The `level_idc` of an H.241 level code (15 is level 1, 19 level 1b, then 22, 29, 36,
 /// 43, ... for 1.1, 1.2, 1.3, 2, ...); codes in between round down.
 pub fn level_idc(h241_level: u16) -> u8 {
@@ -158,7 +148,10 @@ pub fn negotiated_video(
         .or_else(|| inc.and_then(|c| c.remote_rtcp))
         .unwrap_or_else(|| SocketAddr::new(remote_rtp.ip(), remote_rtp.port() | 1));
     let pt = out.and_then(|c| c.payload_type).unwrap_or(96);
-    let level = out.or(inc).and_then(level).unwrap_or(71);
+    let level = out
+        .or(inc)
+        .and_then(level)
+        .unwrap_or(crate::h323::h245::capabilities::H264_LEVEL_3_1);
     Some(NegotiatedVideo {
         media_index: 1,
         pt,
@@ -222,13 +215,14 @@ pub fn q850_for_sip(status: u16) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h323::h245::H264Params;
 
     fn ch(direction: FsDirection, codec: Option<AudioCodec>, rtp: Option<&str>) -> Channel {
         let addr = |a: &str| a.parse::<SocketAddr>().expect("addr");
         // `None`: H.264.
         let codec = match codec {
             Some(codec) => H245Codec::Audio { codec, frames: 30 },
-            None => H245Codec::H264(our_h264(4096)),
+            None => H245Codec::H264(H264Params::baseline_3_1(Some(40_960))),
         };
         let p = crate::h323::call::Proposal {
             direction,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::h323::call::Guid;
 use crate::h323::ras::{
     AdmissionParams, DisengageParams, Endpoint, Gatekeeper, GatekeeperEvent, RasEvent,
 };
@@ -46,8 +47,8 @@ pub struct Ras {
     endpoint: Option<Endpoint>,
     gatekeeper: Option<Gatekeeper>,
     admissions: HashMap<u16, oneshot::Sender<Result<(), String>>>,
-    /// Admitted calls, told when the gatekeeper ends them.
-    calls: Vec<(AdmissionParams, oneshot::Sender<()>)>,
+    /// Admitted calls by callIdentifier, told when the gatekeeper ends them.
+    calls: HashMap<Guid, oneshot::Sender<()>>,
 }
 
 impl Ras {
@@ -62,7 +63,7 @@ impl Ras {
             endpoint,
             gatekeeper,
             admissions: HashMap::new(),
-            calls: Vec::new(),
+            calls: HashMap::new(),
         }
     }
 
@@ -166,16 +167,19 @@ impl Ras {
                 reply,
                 ended,
             } => match self.endpoint.as_mut() {
-                Some(ep) if ep.is_registered() => match ep.admit(t, params.clone()) {
-                    Ok(seq) => {
-                        self.admissions.insert(seq, reply);
-                        self.calls.retain(|(_, tx)| !tx.is_closed());
-                        self.calls.push((params, ended));
+                Some(ep) if ep.is_registered() => {
+                    let call = params.call_identifier;
+                    match ep.admit(t, params) {
+                        Ok(seq) => {
+                            self.admissions.insert(seq, reply);
+                            self.calls.retain(|_, tx| !tx.is_closed());
+                            self.calls.insert(call, ended);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                },
+                }
                 Some(_) => {
                     warn!("a call arrives while we are not registered: taken without admission");
                     let _ = reply.send(Ok(()));
@@ -185,8 +189,7 @@ impl Ras {
                 }
             },
             RasCommand::Disengage(params) => {
-                self.calls
-                    .retain(|(c, _)| c.call_identifier != params.call_identifier);
+                self.calls.remove(&params.call_identifier);
                 if let Some(ep) = self.endpoint.as_mut().filter(|e| e.is_registered()) {
                     if let Err(e) = ep.disengage(t, params) {
                         debug!("no DRQ: {e}");
@@ -227,25 +230,15 @@ impl Ras {
                     reason,
                 } => info!(by_gatekeeper, ?reason, "unregistered from the gatekeeper"),
                 RasEvent::DisengageRequested {
-                    call_identifier,
-                    conference_id,
+                    call,
                     call_reference,
-                } => {
-                    let hit = self.calls.iter().position(|(c, _)| match call_identifier {
-                        Some(ci) => c.call_identifier == ci,
-                        None => {
-                            c.conference_id == conference_id && c.call_reference == call_reference
-                        }
-                    });
-                    match hit {
-                        Some(i) => {
-                            info!(call_reference, "the gatekeeper ends a call (DRQ)");
-                            let (_, tx) = self.calls.swap_remove(i);
-                            let _ = tx.send(());
-                        }
-                        None => debug!(call_reference, "DRQ for a call we do not have"),
+                } => match call.and_then(|c| self.calls.remove(&c)) {
+                    Some(tx) => {
+                        info!(call_reference, "the gatekeeper ends a call (DRQ)");
+                        let _ = tx.send(());
                     }
-                }
+                    None => debug!(call_reference, "DRQ for a call we do not have"),
+                },
                 other => debug!("RAS: {other:?}"),
             }
         }

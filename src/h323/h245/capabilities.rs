@@ -50,6 +50,18 @@ pub struct H264Params {
     pub max_bit_rate: Option<u32>,
 }
 
+impl H264Params {
+    /// What jonction sends and receives: Constrained Baseline (what WebRTC rooms send and
+    /// every room system decodes) up to level 3.1, at most `max_bit_rate` (100 bit/s units).
+    pub fn baseline_3_1(max_bit_rate: Option<u32>) -> Self {
+        H264Params {
+            profile: H264_PROFILE_BASELINE,
+            level: H264_LEVEL_3_1,
+            max_bit_rate,
+        }
+    }
+}
+
 /// A media format of a capability or a logical channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {

@@ -86,11 +86,7 @@ impl Default for H245Config {
         H245Config {
             terminal_type: msd::TERMINAL_TYPE_GATEWAY,
             audio_codecs: vec![AudioCodec::G722, AudioCodec::Pcmu, AudioCodec::Pcma],
-            h264: Some(H264Params {
-                profile: capabilities::H264_PROFILE_BASELINE,
-                level: capabilities::H264_LEVEL_3_1,
-                max_bit_rate: Some(20_480),
-            }),
+            h264: Some(H264Params::baseline_3_1(Some(20_480))),
             h264_payload_type: 96,
             audio_addresses: None,
             video_addresses: None,
@@ -153,6 +149,8 @@ pub enum H245Event {
     ChannelRejected {
         /// Channel number.
         number: u16,
+        /// What the channel carried.
+        kind: MediaKind,
         /// The peer's cause.
         cause: OpenLogicalChannelRejectCause,
     },
@@ -811,9 +809,11 @@ impl H245 {
                 let number = rej.forward_logical_channel_number.0;
                 match self.outgoing.get(&number) {
                     Some(o) if matches!(o.state, OutgoingState::AwaitingAck(_)) => {
+                        let kind = o.info.codec.media_kind();
                         self.outgoing.remove(&number);
                         self.event(H245Event::ChannelRejected {
                             number,
+                            kind,
                             cause: rej.cause,
                         });
                     }

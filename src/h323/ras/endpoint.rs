@@ -205,10 +205,10 @@ pub enum RasEvent {
     },
     /// The gatekeeper ended a call (its DRQ, answered with DCF): clear it.
     DisengageRequested {
-        /// `callIdentifier`.
-        call_identifier: Option<Guid>,
-        /// `conferenceID`.
-        conference_id: Guid,
+        /// The admitted call the DRQ names (by `callIdentifier`, else by `conferenceID` and
+        /// call reference): its [`AdmissionParams::call_identifier`]; `None` when it names
+        /// none of ours.
+        call: Option<Guid>,
         /// Q.931 call reference value.
         call_reference: u16,
     },
@@ -901,16 +901,23 @@ impl Endpoint {
             .map(|c| Guid::from_asn(&c.guid));
         let conference_id = Guid::from_asn(&drq.conference_id.0);
         let call_reference = drq.call_reference_value.0;
-        self.calls.retain(|id, c| match call_identifier {
-            Some(ci) => *id != ci,
-            None => {
-                c.params.conference_id != conference_id || c.params.call_reference != call_reference
-            }
-        });
+        let call = self
+            .calls
+            .iter()
+            .find(|(id, c)| match call_identifier {
+                Some(ci) => **id == ci,
+                None => {
+                    c.params.conference_id == conference_id
+                        && c.params.call_reference == call_reference
+                }
+            })
+            .map(|(id, _)| *id);
+        if let Some(id) = call {
+            self.calls.remove(&id);
+        }
         self.send(from, &m::dcf(n));
         self.events.push_back(RasEvent::DisengageRequested {
-            call_identifier,
-            conference_id,
+            call,
             call_reference,
         });
     }
