@@ -23,6 +23,8 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTi
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc, RtcConfig};
 
+use crate::media::peer_connection;
+
 /// Client-side settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -429,7 +431,8 @@ impl RoomClient {
         )));
     }
 
-    /// Writes one media frame of a published track (`time` in the codec's clock).
+    /// Writes one media frame of a published track (`time` in the codec's clock), captured at
+    /// `wallclock` (now, for a frame being relayed); its packets are ready at once.
     pub fn write(
         &mut self,
         cid: &str,
@@ -444,6 +447,7 @@ impl RoomClient {
             .find(|t| t.cid == cid)
             .and_then(|t| t.mid)
             .ok_or_else(|| ClientError::NotPublished(cid.to_string()))?;
+        self.now = self.now.max(wallclock);
         let writer = self
             .publisher
             .writer(mid)
@@ -670,13 +674,14 @@ impl RoomClient {
 
     /// Drains one peer connection's outputs until its next timeout.
     fn drain_pc(&mut self, side: bool) {
+        let mut rounds = 0;
         loop {
             let rtc = if side {
                 &mut self.publisher
             } else {
                 &mut self.subscriber
             };
-            match rtc.poll_output() {
+            match peer_connection::poll_output(rtc, self.now, &mut rounds) {
                 Ok(str0m::Output::Timeout(t)) => {
                     if side {
                         self.pub_timeout = t;

@@ -29,6 +29,7 @@ pub mod h264;
 pub mod jitter;
 pub mod mixer;
 pub mod negotiated;
+pub mod peer_connection;
 pub mod resample;
 pub mod rtp;
 pub mod session;

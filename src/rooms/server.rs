@@ -27,6 +27,7 @@ use super::ids;
 use super::participant::{Channels, ConnId, Participant, Pc, PcSide};
 use super::speakers::SpeakerDetector;
 use super::track::{DownState, DownTrack, LayerWish, PublishedTrack};
+use crate::media::peer_connection;
 use crate::token::JoinGrant;
 
 /// Interval of active speaker updates.
@@ -1011,8 +1012,9 @@ impl RoomServer {
             PcSide::Publisher => &mut p.publisher,
             PcSide::Subscriber => &mut p.subscriber,
         };
+        let mut rounds = 0;
         loop {
-            match pc.rtc.poll_output() {
+            match peer_connection::poll_output(&mut pc.rtc, self.now, &mut rounds) {
                 Ok(str0m::Output::Timeout(t)) => {
                     self.timers.remove(&(pc.timeout, conn, side));
                     pc.timeout = t;
