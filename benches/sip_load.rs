@@ -9,7 +9,8 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    browser_opus_encoder, cpu_seconds, free_port, http_get, quantiles, spawn_gateway, ulaw_wav,
+    browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway,
+    ulaw_wav,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -88,8 +89,10 @@ fn main() {
         })
         .collect();
     let packets = Arc::new(packets);
+    let stalls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for r in 0..calls {
         let (url, keys, stop, packets) = (url.clone(), keys.clone(), stop.clone(), packets.clone());
+        let stalls = stalls.clone();
         rt.spawn(async move {
             let t = keys
                 .mint(&TokenRequest::new(
@@ -109,11 +112,16 @@ fn main() {
             );
             link.flush();
             let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let (mut n, mut published) = (0u64, false);
+            let (mut n, mut published, mut last) = (0u64, false, Instant::now());
             while !stop.load(Ordering::Relaxed) {
                 tokio::select! {
                     _ = tick.tick() => if published {
                         n += 1;
+                        let at = Instant::now();
+                        if n > 1 && at - last > Duration::from_millis(100) {
+                            stalls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last = at;
                         let time = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
                         let p = packets[(n % 50) as usize].clone();
                         let _ = link.client().write("mic", "opus", Instant::now(), time, p);
@@ -178,11 +186,12 @@ fn main() {
     // Measure the steady state: all calls up, until shortly before they end.
     let ramp = Duration::from_millis(calls as u64 * 20 + 2000);
     std::thread::sleep(ramp);
-    let cpu0 = cpu_seconds(pid);
+    let load_cpu = || cpu_seconds(std::process::id()) + cpu_seconds(sipp.id());
+    let (cpu0, load0) = (cpu_seconds(pid), load_cpu());
     let m0 = Instant::now();
     let window = Duration::from_secs(seconds).saturating_sub(ramp + Duration::from_secs(2));
     std::thread::sleep(window.max(Duration::from_secs(2)));
-    let cpu = cpu_seconds(pid) - cpu0;
+    let (cpu, load) = (cpu_seconds(pid) - cpu0, load_cpu() - load0);
     let wall = m0.elapsed().as_secs_f64();
     let metrics = http_get(http, "/metrics");
     let status = sipp.wait().expect("sipp");
@@ -214,16 +223,26 @@ fn main() {
     );
     println!("call records: {} of {calls}", rows.len());
     println!(
+        "room publishers' ticks more than 100 ms apart: {}",
+        stalls.load(Ordering::Relaxed)
+    );
+    println!(
         "gateway CPU: {:.1} % of one core for {calls} calls = {:.2} % per call ({:.0} µs per call-second)",
         cpu / wall * 100.0,
         cpu / wall * 100.0 / calls as f64,
         per_call_us_per_s
     );
+    let left = load_budget("call", calls, 500.0, cpu / wall, load / wall);
     println!(
         "codec floor (Opus decode + PCMU encode, 20 ms): {:.1} µs = {:.0} µs per call-second; ratio {:.2}x",
         floor.as_secs_f64() * 1e6,
         floor_us_per_s,
         per_call_us_per_s / floor_us_per_s
+    );
+    println!(
+        "the codec floor alone is {:.0} % of that {:.2} % left per call at 500 calls",
+        floor_us_per_s / 1e6 / left.max(1e-9) * 100.0,
+        left * 100.0
     );
     println!(
         "device → room: {:.2} % of expected frames; room → device: {:.2} % of expected frames",

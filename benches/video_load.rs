@@ -10,7 +10,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, quantiles, spawn_gateway};
+use common::{cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -255,13 +255,15 @@ fn main() {
     }
     // Steady state: every leg up and publishing.
     std::thread::sleep(Duration::from_secs(3));
-    let (cpu0, sent0, m0) = (
+    let (cpu0, load0, sent0, m0) = (
         cpu_seconds(pid),
+        cpu_seconds(std::process::id()),
         sent.load(Ordering::Relaxed),
         Instant::now(),
     );
     std::thread::sleep(Duration::from_secs(seconds));
     let cpu = cpu_seconds(pid) - cpu0;
+    let load = cpu_seconds(std::process::id()) - load0;
     let wall = m0.elapsed().as_secs_f64();
     let packets = sent.load(Ordering::Relaxed) - sent0;
     let metrics = http_get(http, "/metrics");
@@ -316,6 +318,12 @@ fn main() {
         per_packet.as_secs_f64() * 1e6,
         floor.as_secs_f64() * 1e6,
         per_packet.as_secs_f64() / floor.as_secs_f64().max(1e-12)
+    );
+    let left = load_budget("leg", legs, 500.0, cpu / wall, load / wall);
+    println!(
+        "that is {:.1} µs per device packet at 500 legs: {:.1}x the plain relay hop",
+        left / per_second as f64 * 1e6,
+        left / per_second as f64 / floor.as_secs_f64().max(1e-12)
     );
     for (name, what) in [
         (

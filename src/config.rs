@@ -288,6 +288,10 @@ pub struct LiveKitConfig {
 pub struct RoomsConfig {
     /// UDP port of the one media socket (per local address) that serves every peer connection.
     pub udp_port: u16,
+    /// Receive buffer of each media socket, in bytes (0: the system's default). Every peer
+    /// connection's packets queue there while the room server is busy; the kernel caps it at
+    /// `net.core.rmem_max`.
+    pub udp_receive_buffer: usize,
     /// Addresses to bind and advertise as ICE host candidates. Empty: every local address.
     pub bind_ips: Vec<IpAddr>,
     /// Public address to advertise instead of the local ones (1:1 NAT).
@@ -346,6 +350,7 @@ impl Default for RoomsConfig {
     fn default() -> Self {
         Self {
             udp_port: 7882,
+            udp_receive_buffer: 4 << 20,
             bind_ips: Vec::new(),
             public_ip: None,
             empty_timeout: Duration::from_secs(20),
@@ -737,11 +742,13 @@ mod tests {
 
     #[test]
     fn env_overrides_file() {
-        let f = write("[rooms]\nudp_port = 9000\nempty_timeout = \"1m\"\n");
+        let f = write("[rooms]\nudp_port = 9000\nempty_timeout = \"1m\"\nudp_receive_buffer = 0\n");
         let env = vec![("JONCTION_ROOMS__UDP_PORT".to_string(), "9100".to_string())];
         let c = Config::load_with_env(Some(&f.0), &env).expect("valid");
         assert_eq!(c.rooms.udp_port, 9100);
         assert_eq!(c.rooms.empty_timeout, Duration::from_secs(60));
+        assert_eq!(c.rooms.udp_receive_buffer, 0);
+        assert_eq!(RoomsConfig::default().udp_receive_buffer, 4 << 20);
     }
 
     #[test]

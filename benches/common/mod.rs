@@ -24,6 +24,27 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Prints what the load generators cost (this bench process and its helpers share the
+/// gateway's cores) and what that leaves for the gateway at `target` units on this machine;
+/// returns that share per unit, in cores. `gateway` and `load` are in cores (CPU seconds per
+/// second) for `n` units.
+pub fn load_budget(unit: &str, n: usize, target: f64, gateway: f64, load: f64) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let load_per_unit = load / n as f64;
+    let left = (cores - load_per_unit * target) / target;
+    println!(
+        "load generators: {:.1} % of one core = {:.2} % per {unit}; at {target} {unit}s they would take {:.0} % of this machine's {:.0} %, leaving {:.2} % per {unit} for the gateway (it used {:.2} % here: {:.1}x that)",
+        load * 100.0,
+        load_per_unit * 100.0,
+        load_per_unit * target * 100.0,
+        cores * 100.0,
+        left * 100.0,
+        gateway / n as f64 * 100.0,
+        gateway / n as f64 / left.max(1e-9),
+    );
+    left
+}
+
 /// Starts the gateway (`jonction run`, release build) with SIP on `sip`, HTTP on `http`, the
 /// embedded room server on loopback, PCMU only, call records in `records`, and `extra`
 /// settings; waits a moment for it to listen. `JONCTION_LOG__LEVEL` in the environment is passed

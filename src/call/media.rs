@@ -317,9 +317,11 @@ impl CallMedia {
         let mut guard = 0;
         while now >= *next_pop && guard < 10 {
             guard += 1;
+            // Each owed pop at its own time: a late wake-up is not an over-full buffer.
+            let due = *next_pop;
             *next_pop += jb.frame_duration().max(Duration::from_millis(10));
             let mut buf = [0i16; 960];
-            let n = match jb.pop(now) {
+            let n = match jb.pop(due) {
                 Playout::Frame(f) => dec.decode(&f.payload, &mut buf).unwrap_or(0),
                 Playout::Missing => dec.conceal(&mut buf[..*frame]).unwrap_or(0),
                 Playout::Empty => 0,
@@ -543,8 +545,10 @@ impl CallMedia {
         let mut guard = 0;
         while now >= self.next_tick && guard < 10 {
             guard += 1;
+            // Each owed tick at its own time: a late wake-up is not an over-full buffer.
+            let due = self.next_tick;
             self.next_tick += FRAME;
-            self.room_playout(now);
+            self.room_playout(due);
             self.mixer.tick();
             if dtmf_active {
                 continue;
@@ -837,6 +841,49 @@ mod tests {
         assert!((hz - 440.0).abs() < 20.0, "{hz} Hz");
     }
 
+    /// The room's Opus frame number `n` (48 kHz, 20 ms) from one track.
+    fn room_opus(m: &mut CallMedia, now: Instant, n: u64, payload: &[u8]) {
+        m.handle_room_frame(now, "TR_a", Codec::Opus, n, (n * 960) as u32, payload);
+    }
+
+    /// The call's task itself woken late (a busy machine): the ticks it owes are played at
+    /// their own times, so the jitter buffer does not take the lateness for an over-full
+    /// buffer and drop a frame to catch up.
+    #[test]
+    fn a_late_wake_up_plays_the_owed_frames_without_dropping_one() {
+        let n = negotiated("PCMU", 0, 8000);
+        let t0 = Instant::now();
+        let mut m = CallMedia::new(t0, Duration::ZERO, &n, Duration::from_secs(30)).expect("media");
+        let mut enc = Codec::Opus.encoder(48_000).expect("opus");
+        let (mut pkt, pcm) = ([0u8; 400], [0i16; 960]);
+        let len = enc.encode(&pcm, &mut pkt).expect("encode");
+        let (mut sent, mut now, mut next_frame) = (0u64, t0, t0);
+        // Every 400 ms the task wakes 100 ms after it asked to; frames that arrived meanwhile
+        // are read when it wakes.
+        let mut next_stall = t0 + Duration::from_secs(1);
+        let end = t0 + Duration::from_secs(8);
+        while now < end {
+            let mut wake = m
+                .poll_timeout()
+                .min(next_frame)
+                .max(now + Duration::from_millis(1));
+            if wake >= next_stall {
+                wake = next_stall + Duration::from_millis(100);
+                next_stall += Duration::from_millis(400);
+            }
+            now = wake;
+            while next_frame <= now {
+                room_opus(&mut m, now, sent, &pkt[..len]);
+                sent += 1;
+                next_frame += FRAME;
+            }
+            m.handle_timeout(now);
+        }
+        let jb = m.room_jitter_stats();
+        assert_eq!(jb.shrunk + jb.overflow + jb.late, 0, "{jb:?}");
+        assert!(m.mixer_stats().mixed + 10 >= sent, "{jb:?}");
+    }
+
     /// Room audio arriving in bursts (a publisher stalled for 180 ms, then catching up) is
     /// played to the device without losing frames: the track's jitter buffer absorbs them.
     #[test]
@@ -862,14 +909,7 @@ mod tests {
                         })
                         .collect();
                     let len = enc.encode(&pcm, &mut pkt).expect("encode");
-                    m.handle_room_frame(
-                        now,
-                        "TR_a",
-                        Codec::Opus,
-                        sent,
-                        (sent * 960) as u32,
-                        &pkt[..len],
-                    );
+                    room_opus(&mut m, now, sent, &pkt[..len]);
                     sent += 1;
                 }
                 next_burst += Duration::from_millis(200);

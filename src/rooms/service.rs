@@ -89,6 +89,27 @@ pub struct RoomService {
     candidates: Arc<Vec<SocketAddr>>,
 }
 
+/// Asks for a receive buffer of `bytes` (0: leave the default) and says so when the kernel
+/// grants less: a burst larger than the buffer is dropped before the room server sees it.
+fn set_receive_buffer(sock: &UdpSocket, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let s = socket2::SockRef::from(sock);
+    let set = s.set_recv_buffer_size(bytes);
+    // Linux reports twice what it grants (the other half is its bookkeeping).
+    match (set, s.recv_buffer_size()) {
+        (Ok(()), Ok(got)) if got / 2 >= bytes => {}
+        (set, got) => warn!(
+            wanted = bytes,
+            granted = got.map_or(0, |g| g / 2),
+            error = set.err().map(|e| e.to_string()),
+            "media socket receive buffer smaller than rooms.udp_receive_buffer: \
+             raise net.core.rmem_max (sysctl) or bursts will be dropped"
+        ),
+    }
+}
+
 struct Socket {
     sock: UdpSocket,
     /// The address advertised for it (its own, or the public one).
@@ -105,6 +126,7 @@ impl RoomService {
             let sock = UdpSocket::bind(local).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot bind media socket {local}: {e}"))
             })?;
+            set_receive_buffer(&sock, cfg.udp_receive_buffer);
             // Port 0 (tests) picks a free port: advertise the real one.
             let local = sock.local_addr()?;
             let advertised = match cfg.public_ip {
