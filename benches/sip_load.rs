@@ -10,7 +10,7 @@
 mod common;
 use common::{
     browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway,
-    ulaw_wav,
+    udp_drops, ulaw_wav,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -194,6 +194,7 @@ fn main() {
     let (cpu, load) = (cpu_seconds(pid) - cpu0, load_cpu() - load0);
     let wall = m0.elapsed().as_secs_f64();
     let metrics = http_get(http, "/metrics");
+    let drops = udp_drops(pid);
     let status = sipp.wait().expect("sipp");
     let total = t_calls.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -223,7 +224,7 @@ fn main() {
     );
     println!("call records: {} of {calls}", rows.len());
     println!(
-        "room publishers' ticks more than 100 ms apart: {}",
+        "room publishers' ticks more than 100 ms apart: {}; datagrams dropped on the gateway's full sockets: {drops}",
         stalls.load(Ordering::Relaxed)
     );
     println!(

@@ -10,7 +10,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway};
+use common::{cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway, udp_drops};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -267,6 +267,7 @@ fn main() {
     let wall = m0.elapsed().as_secs_f64();
     let packets = sent.load(Ordering::Relaxed) - sent0;
     let metrics = http_get(http, "/metrics");
+    let drops = udp_drops(pid);
     stop.store(true, Ordering::Relaxed);
     let up = rt.block_on(async {
         let mut up = 0;
@@ -293,7 +294,7 @@ fn main() {
             .sum()
     };
     println!(
-        "call records: {} of {legs}; pictures published to the rooms: {}, dropped: {}, packets in: {}",
+        "call records: {} of {legs}; pictures published to the rooms: {}, dropped: {}, packets in: {}; datagrams dropped on the gateway's full sockets: {drops}",
         rows.len(),
         video("/frames_to_room"),
         video("/h264/broken_access_units")

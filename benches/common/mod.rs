@@ -24,6 +24,32 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Datagrams the kernel dropped on `pid`'s UDP sockets because their receive buffers were
+/// full (the `drops` column of /proc/net/udp and udp6 for the sockets it holds).
+pub fn udp_drops(pid: u32) -> u64 {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    ["udp", "udp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f.get(9).is_some_and(|i| inodes.contains(i)))
+        .filter_map(|f| f.last()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Prints what the load generators cost (this bench process and its helpers share the
 /// gateway's cores) and what that leaves for the gateway at `target` units on this machine;
 /// returns that share per unit, in cores. `gateway` and `load` are in cores (CPU seconds per
