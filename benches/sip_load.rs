@@ -2,7 +2,10 @@
 //! hold one LiveKit participant publishing Opus. Every call publishes the caller's G.711 unchanged
 //! and mixes the room's Opus for the caller (decode + PCMU encode every 20 ms). Reports the
 //! gateway's CPU per call and the frames each call delivered both ways, next to the codec floor
-//! measured in the same run (Opus decode + PCMU encode of one 20 ms frame).
+//! measured in the same run (Opus decode + PCMU encode of one 20 ms frame). Also reports what
+//! the load itself costs (sipp and the room participants share the gateway's cores), what that
+//! leaves per call at the 500-call target, the publishers' stalls (ticks > 100 ms apart) and the
+//! datagrams the kernel dropped on the gateway's full sockets.
 //!
 //!     cargo bench --bench sip_load -- [--calls N] [--seconds S]
 

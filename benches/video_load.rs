@@ -4,7 +4,9 @@
 //! one core would carry, and the added latency (the packet completing a picture in → the
 //! picture's last room-leg datagram out), next to a reference measured in the same run: the
 //! cost of moving the same packets through one plain UDP relay hop (receive + send, no
-//! processing).
+//! processing). Also reports what the load itself costs (this process shares the gateway's
+//! cores), what that leaves per leg at the 500-leg target, and the datagrams the kernel dropped
+//! on the gateway's full sockets.
 //!
 //!     cargo bench --bench video_load -- [--legs N] [--seconds S]
 
