@@ -314,12 +314,8 @@ impl CallMedia {
         else {
             return;
         };
-        let mut guard = 0;
-        while now >= *next_pop && guard < 10 {
-            guard += 1;
-            // Each owed pop at its own time: a late wake-up is not an over-full buffer.
-            let due = *next_pop;
-            *next_pop += jb.frame_duration().max(Duration::from_millis(10));
+        let period = jb.frame_duration().max(Duration::from_millis(10));
+        for due in owed_ticks(next_pop, now, period) {
             let mut buf = [0i16; 960];
             let n = match jb.pop(due) {
                 Playout::Frame(f) => dec.decode(&f.payload, &mut buf).unwrap_or(0),
@@ -327,9 +323,6 @@ impl CallMedia {
                 Playout::Empty => 0,
             };
             pcm.extend_from_slice(&buf[..n]);
-        }
-        if now >= *next_pop {
-            *next_pop = now + FRAME;
         }
         // Opus takes the 20 ms frames.
         while pcm.len() >= *frame {
@@ -542,12 +535,7 @@ impl CallMedia {
                 ));
             }
         }
-        let mut guard = 0;
-        while now >= self.next_tick && guard < 10 {
-            guard += 1;
-            // Each owed tick at its own time: a late wake-up is not an over-full buffer.
-            let due = self.next_tick;
-            self.next_tick += FRAME;
+        for due in owed_ticks(&mut self.next_tick, now, FRAME) {
             self.room_playout(due);
             self.mixer.tick();
             if dtmf_active {
@@ -566,10 +554,6 @@ impl CallMedia {
                 out.push((dest, pkt));
                 self.frames_to_device += 1;
             }
-        }
-        if now >= self.next_tick {
-            // Far behind (the task was starved): skip ahead rather than burst.
-            self.next_tick = now + FRAME;
         }
         while let Some(t) = self.session.poll_transmit() {
             out.push((t.destination, t.payload));
@@ -624,6 +608,25 @@ impl CallMedia {
     fn samples_per_frame(&self) -> u32 {
         self.codec.rtp_clock_rate() / 50
     }
+}
+
+/// Most ticks a late wake-up catches up on; a task starved for longer skips ahead.
+const MAX_OWED_TICKS: u32 = 10;
+
+/// The times of the ticks owed at `now`, from `next` on, `period` apart: each is played at its
+/// own time, so a late wake-up does not look like an over-full jitter buffer. Advances `next`
+/// past them; far behind (the task was starved), it skips ahead rather than burst.
+fn owed_ticks(next: &mut Instant, now: Instant, period: Duration) -> impl Iterator<Item = Instant> {
+    let first = *next;
+    let mut owed = 0;
+    while now >= *next && owed < MAX_OWED_TICKS {
+        owed += 1;
+        *next += period;
+    }
+    if now >= *next {
+        *next = now + FRAME;
+    }
+    (0..owed).map(move |k| first + period * k)
 }
 
 #[cfg(test)]
