@@ -2,7 +2,8 @@
 //! hold one LiveKit participant publishing Opus. Every call publishes the caller's G.711 unchanged
 //! and mixes the room's Opus for the caller (decode + PCMU encode every 20 ms). Reports the
 //! gateway's CPU per call and the frames each call delivered both ways, next to the codec floor
-//! measured in the same run (Opus decode + PCMU encode of one 20 ms frame). Also reports what
+//! measured in the same run (Opus decode + PCMU encode of one 20 ms frame), and how much of that
+//! CPU the embedded room server took (its busy time from /metrics). Also reports what
 //! the load itself costs (sipp and the room participants share the gateway's cores), what that
 //! leaves per call at the 500-call target, the publishers' stalls (ticks > 100 ms apart) and the
 //! datagrams the kernel dropped on the gateway's full sockets.
@@ -12,8 +13,8 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway,
-    udp_drops, ulaw_wav,
+    browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, metric, quantiles,
+    spawn_gateway, split_room_server, udp_drops, ulaw_wav,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -190,6 +191,8 @@ fn main() {
     let ramp = Duration::from_millis(calls as u64 * 20 + 2000);
     std::thread::sleep(ramp);
     let load_cpu = || cpu_seconds(std::process::id()) + cpu_seconds(sipp.id());
+    const BUSY: &str = "jonction_room_server_busy_seconds_total";
+    let busy0 = metric(&http_get(http, "/metrics"), BUSY);
     let (cpu0, load0) = (cpu_seconds(pid), load_cpu());
     let m0 = Instant::now();
     let window = Duration::from_secs(seconds).saturating_sub(ramp + Duration::from_secs(2));
@@ -197,6 +200,7 @@ fn main() {
     let (cpu, load) = (cpu_seconds(pid) - cpu0, load_cpu() - load0);
     let wall = m0.elapsed().as_secs_f64();
     let metrics = http_get(http, "/metrics");
+    let busy = metric(&metrics, BUSY) - busy0;
     let drops = udp_drops(pid);
     let status = sipp.wait().expect("sipp");
     let total = t_calls.elapsed();
@@ -236,6 +240,7 @@ fn main() {
         cpu / wall * 100.0 / calls as f64,
         per_call_us_per_s
     );
+    split_room_server("call", calls, wall, cpu, busy);
     let left = load_budget("call", calls, 500.0, cpu / wall, load / wall);
     println!(
         "codec floor (Opus decode + PCMU encode, 20 ms): {:.1} µs = {:.0} µs per call-second; ratio {:.2}x",

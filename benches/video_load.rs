@@ -4,7 +4,8 @@
 //! one core would carry, and the added latency (the packet completing a picture in → the
 //! picture's last room-leg datagram out), next to a reference measured in the same run: the
 //! cost of moving the same packets through one plain UDP relay hop (receive + send, no
-//! processing). Also reports what the load itself costs (this process shares the gateway's
+//! processing), and how much of the CPU the embedded room server took (its busy time from
+//! /metrics). Also reports what the load itself costs (this process shares the gateway's
 //! cores), what that leaves per leg at the 500-leg target, and the datagrams the kernel dropped
 //! on the gateway's full sockets.
 //!
@@ -12,7 +13,10 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, load_budget, quantiles, spawn_gateway, udp_drops};
+use common::{
+    cpu_seconds, free_port, http_get, load_budget, metric, quantiles, spawn_gateway,
+    split_room_server, udp_drops,
+};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -257,6 +261,8 @@ fn main() {
     }
     // Steady state: every leg up and publishing.
     std::thread::sleep(Duration::from_secs(3));
+    const BUSY: &str = "jonction_room_server_busy_seconds_total";
+    let busy0 = metric(&http_get(http, "/metrics"), BUSY);
     let (cpu0, load0, sent0, m0) = (
         cpu_seconds(pid),
         cpu_seconds(std::process::id()),
@@ -269,6 +275,7 @@ fn main() {
     let wall = m0.elapsed().as_secs_f64();
     let packets = sent.load(Ordering::Relaxed) - sent0;
     let metrics = http_get(http, "/metrics");
+    let busy = metric(&metrics, BUSY) - busy0;
     let drops = udp_drops(pid);
     stop.store(true, Ordering::Relaxed);
     let up = rt.block_on(async {
@@ -315,6 +322,7 @@ fn main() {
         per_leg * 100.0,
         1.0 / per_leg.max(1e-9)
     );
+    split_room_server("leg", legs, wall, cpu, busy);
     println!(
         "per device packet (gateway, including its room server's ingest): {:.1} µs; \
          plain UDP relay hop in this run: {:.1} µs; ratio {:.1}x",

@@ -71,7 +71,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition of the room server's counters.
+/// Prometheus text exposition: calls, the room server's counters, media latencies.
 async fn metrics(State(st): State<AppState>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
@@ -81,6 +81,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "# HELP jonction_ready 1 when serving.\n# TYPE jonction_ready gauge"
     );
     let _ = writeln!(out, "jonction_ready {ready}");
+    crate::call::metrics::write_prometheus(&mut out);
     if let Some(snap) = match &st.rooms {
         Some(r) => r.stats().await,
         None => None,
@@ -135,6 +136,14 @@ async fn metrics(State(st): State<AppState>) -> Response {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP jonction_room_server_busy_seconds_total Time the embedded room server spent \
+             working (one task: a rate near 1 means it is saturated).\n\
+             # TYPE jonction_room_server_busy_seconds_total counter\n\
+             jonction_room_server_busy_seconds_total {:.6}",
+            snap.busy.as_secs_f64()
+        );
         write_histogram(
             &mut out,
             "jonction_forward_latency_seconds",

@@ -125,6 +125,28 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
+/// The value of an unlabelled sample in a Prometheus exposition (0 when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The room server's working time, split from the rest of a gateway's CPU over a window:
+/// prints both per `unit`-second (`n` units) and returns the room server's share of one core.
+/// Busy time is wall time while working, so it over-counts when the cores are contended.
+pub fn split_room_server(unit: &str, n: usize, wall: f64, cpu: f64, busy: f64) -> f64 {
+    let per = |x: f64| x * 1e6 / wall / n as f64;
+    println!(
+        "  of which the embedded room server (busy time, one task): {:.1} % of one core = {:.0} µs per {unit}-second; the rest (SIP/H.323, media, room client): {:.0} µs per {unit}-second",
+        busy / wall * 100.0,
+        per(busy),
+        per((cpu - busy).max(0.0))
+    );
+    busy / wall
+}
+
 /// (samples, p50 bucket bound, p99 bucket bound) in µs of a Prometheus histogram.
 pub fn quantiles(text: &str, name: &str) -> (u64, String, String) {
     let prefix = format!("{name}_bucket{{le=\"");

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod media;
+pub mod metrics;
 pub mod pin_phase;
 pub mod record;
 pub mod speaker;
@@ -99,6 +100,24 @@ pub enum HangupCause {
 }
 
 impl HangupCause {
+    /// Every cause, in declaration order (the metrics count them by position).
+    pub const ALL: [HangupCause; 14] = [
+        Self::CallerBye,
+        Self::Cancelled,
+        Self::RoomUnavailable,
+        Self::RoomClosed,
+        Self::Removed,
+        Self::MediaTimeout,
+        Self::MaxDuration,
+        Self::NoAck,
+        Self::Shutdown,
+        Self::SessionExpired,
+        Self::NoMedia,
+        Self::PinRefused,
+        Self::PinDirectoryFailed,
+        Self::Disengaged,
+    ];
+
     /// Short name for records and logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -214,13 +233,17 @@ pub async fn run(
     tx: mpsc::UnboundedSender<FromCall>,
 ) {
     let id = setup.id;
+    let in_progress = metrics::InProgress::start(setup.protocol);
     let mut rec = CallRecord::start(&setup, SystemTime::now());
     let cause = bridge(&setup, &mut rx, &tx, &mut rec).await;
     info!(call = id.0, room = %setup.room, cause = cause.as_str(), "call ended");
     rec.finish(cause, SystemTime::now());
     if let Err(e) = rec.append(&setup.records) {
+        metrics::record_failed();
         error!(call = id.0, "call record not written: {e}");
     }
+    metrics::ended(cause);
+    drop(in_progress);
     // The front may already know (it sent Stop); telling it again is harmless.
     let _ = tx.send(FromCall::Hangup(id, cause));
 }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use livekit_protocol as proto;
 use tokio::io::ReadBuf;
@@ -79,6 +79,9 @@ pub struct Snapshot {
     pub forward_latency: Histogram,
     /// Datagrams the socket refused (full buffer).
     pub send_drops: u64,
+    /// Time the server spent handling input and sending what it caused (not waiting). The
+    /// server is one task: a rate near one second per second means it is saturated.
+    pub busy: Duration,
 }
 
 /// A handle on the running room server (cheap to clone).
@@ -247,6 +250,9 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
     let mut latency = Histogram::default();
     // When the input being handled is a datagram: when it was read.
     let mut input_at: Option<std::time::Instant> = None;
+    // When the current input woke the task up: from then to the next wait is busy time.
+    let mut woke = std::time::Instant::now();
+    let mut busy = Duration::ZERO;
     // One timer re-armed when the core's deadline moves, not a new one per loop.
     let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(sleep);
@@ -290,6 +296,7 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                 Output::Timeout(t) => break t,
             }
         };
+        busy += woke.elapsed();
         input_at = None;
         if armed != Some(deadline) {
             armed = Some(deadline);
@@ -301,6 +308,7 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
+                woke = std::time::Instant::now();
                 match cmd {
                     Command::Join(req, out) => {
                         conns.insert(req.conn, out);
@@ -319,6 +327,7 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                             participants,
                             forward_latency: latency.clone(),
                             send_drops,
+                            busy,
                         });
                     }
                     Command::Admin(op, reply) => {
@@ -347,11 +356,13 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
             }
             (idx, source, len) = recv_any(&sockets, &mut buf) => {
                 let destination = sockets[idx].advertised;
+                woke = std::time::Instant::now();
                 input_at = Some(now());
                 server.handle_input(now(), Input::Datagram { source, destination, data: &buf[..len] });
             }
             _ = &mut sleep => {
                 armed = None;
+                woke = std::time::Instant::now();
                 trace!(?deadline, "room server timeout");
                 server.handle_input(now(), Input::Timeout);
             }

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -426,6 +427,46 @@ def test_hold_and_resume_reinvites_get_the_right_directions(server: Server):
         assert rs and rs[-1][0] == 200, [c for c, _ in rs]
     finally:
         uac.close()
+
+
+def scrape(server: Server) -> dict[str, float]:
+    """The gateway's /metrics samples (with their labels) and values."""
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_count_the_call_in_progress_and_its_end_cause(server: Server):
+    """What an admin's Prometheus sees of a SIP call: one more call in progress while it is up,
+    back down after the caller's BYE, and one more `caller-bye` end; no record lost."""
+    active = 'jonction_calls_active{protocol="sip"}'
+    bye = 'jonction_calls_ended_total{cause="caller-bye"}'
+    before = scrape(server)
+    uac = Uac(server, f"metrics-{secrets.token_hex(3)}")
+    try:
+        uac.request("INVITE", uac.sdp("sendrecv"))
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+        uac.request("ACK", cseq=uac.cseq)
+        assert scrape(server)[active] == before[active] + 1
+        uac.request("BYE")
+        rs = uac.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+    finally:
+        uac.close()
+    deadline = time.monotonic() + 5
+    while scrape(server)[bye] < before[bye] + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = scrape(server)
+    assert after[bye] == before[bye] + 1, (before[bye], after[bye])
+    assert after[active] == before[active]
+    assert after["jonction_call_records_failed_total"] == 0
 
 
 def test_cancel_before_answer(server: Server):

@@ -172,7 +172,64 @@ async fn publish_subscribe_data_and_leave() {
         _ => None,
     })
     .await;
+
+    // What an admin's Prometheus scrapes says so, in a well-formed exposition.
+    let (code, body) = http_get(&format!("http://{}/metrics", running.http_addr)).await;
+    assert_eq!(code, 200);
+    let m = parse_metrics(&body);
+    assert_eq!(m["jonction_ready"], 1.0);
+    assert_eq!(m["jonction_rooms"], 1.0);
+    assert_eq!(m["jonction_participants"], 1.0, "bob is left");
+    assert!(m["jonction_media_frames_in_total"] >= 20.0);
+    assert!(m["jonction_media_frames_out_total"] >= 20.0);
+    assert!(m["jonction_data_packets_relayed_total"] >= 1.0);
+    let busy = m["jonction_room_server_busy_seconds_total"];
+    assert!(
+        busy > 0.0 && busy < start.elapsed().as_secs_f64(),
+        "busy {busy} s"
+    );
+    assert!(m["jonction_forward_latency_seconds_count"] >= 20.0);
     running.stop().await;
+}
+
+/// Parses a Prometheus text exposition, checking its form: every sample's metric has HELP and
+/// TYPE lines before it and a numeric value. Returns sample (with labels) → value.
+fn parse_metrics(body: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashMap::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP has a text");
+            assert!(!help.is_empty(), "{line}");
+            helped.insert(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_string(), kind.to_string());
+        } else {
+            let (sample, value) = line.rsplit_once(' ').expect("sample and value");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+            let name = sample.split('{').next().unwrap_or_default();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(typed.contains_key(family), "no TYPE before {line}");
+            assert!(helped.contains(family), "no HELP before {line}");
+            if typed[family] == "counter" {
+                assert!(
+                    name.ends_with("_total"),
+                    "counter {name} must end in _total"
+                );
+            }
+            samples.insert(sample.to_string(), value);
+        }
+    }
+    samples
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
