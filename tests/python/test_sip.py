@@ -398,6 +398,13 @@ class Uac:
                 break
         return out
 
+    def establish(self) -> None:
+        """INVITE with a sendrecv PCMU offer, 200 OK, ACK: the call is up."""
+        self.request("INVITE", self.sdp("sendrecv"))
+        rs = self.responses()
+        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+        self.request("ACK", cseq=self.cseq)
+
 
 def sdp_direction(text: str) -> str:
     for d in ("sendrecv", "sendonly", "recvonly", "inactive"):
@@ -411,10 +418,7 @@ def test_hold_and_resume_reinvites_get_the_right_directions(server: Server):
     call survives and ends with our BYE answered 200."""
     uac = Uac(server, f"hold-{secrets.token_hex(3)}")
     try:
-        uac.request("INVITE", uac.sdp("sendrecv"))
-        rs = uac.responses()
-        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
-        uac.request("ACK", cseq=uac.cseq)
+        uac.establish()
         for offered, want in [("sendonly", "recvonly"), ("inactive", "inactive"), ("sendrecv", "sendrecv")]:
             uac.request("INVITE", uac.sdp(offered))
             rs = uac.responses()
@@ -447,13 +451,15 @@ def test_metrics_count_the_call_in_progress_and_its_end_cause(server: Server):
     back down after the caller's BYE, and one more `caller-bye` end; no record lost."""
     active = 'jonction_calls_active{protocol="sip"}'
     bye = 'jonction_calls_ended_total{cause="caller-bye"}'
+    # The previous test's call may still be leaving its room.
+    deadline = time.monotonic() + 5
+    while scrape(server)[active] > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     before = scrape(server)
+    assert before[active] == 0, "calls of earlier tests are still up"
     uac = Uac(server, f"metrics-{secrets.token_hex(3)}")
     try:
-        uac.request("INVITE", uac.sdp("sendrecv"))
-        rs = uac.responses()
-        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
-        uac.request("ACK", cseq=uac.cseq)
+        uac.establish()
         assert scrape(server)[active] == before[active] + 1
         uac.request("BYE")
         rs = uac.responses()
@@ -461,11 +467,11 @@ def test_metrics_count_the_call_in_progress_and_its_end_cause(server: Server):
     finally:
         uac.close()
     deadline = time.monotonic() + 5
-    while scrape(server)[bye] < before[bye] + 1 and time.monotonic() < deadline:
+    while scrape(server)[active] > 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     after = scrape(server)
     assert after[bye] == before[bye] + 1, (before[bye], after[bye])
-    assert after[active] == before[active]
+    assert after[active] == 0
     assert after["jonction_call_records_failed_total"] == 0
 
 
@@ -664,10 +670,7 @@ def test_shutdown_ends_calls_with_bye(server: Server):
     srv = launch(http_port=7894, udp_port=7896, log_path=ARTIFACTS / "jonction-pytest-sip-shutdown.log")
     uac = Uac(srv, f"down-{secrets.token_hex(3)}")
     try:
-        uac.request("INVITE", uac.sdp("sendrecv"))
-        rs = uac.responses()
-        assert rs and rs[-1][0] == 200, [c for c, _ in rs]
-        uac.request("ACK", cseq=uac.cseq)
+        uac.establish()
         exited, status = stop(srv)
         assert exited and status == 0, status
         uac.sock.settimeout(0.5)
