@@ -71,7 +71,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition: calls, the room server's counters, media latencies.
+/// Prometheus text exposition: calls, SIP, the room server's counters, media latencies.
 async fn metrics(State(st): State<AppState>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
@@ -82,6 +82,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     );
     let _ = writeln!(out, "jonction_ready {ready}");
     crate::call::metrics::write_prometheus(&mut out);
+    crate::sip::metrics::write_prometheus(&mut out);
     if let Some(snap) = match &st.rooms {
         Some(r) => r.stats().await,
         None => None,

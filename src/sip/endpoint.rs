@@ -250,6 +250,11 @@ impl Endpoint {
         let e = self.servers.get(key)?;
         let peer = e.peer;
         let status = resp.response().map(|s| s.code).unwrap_or(500);
+        // A call attempt: an INVITE outside any dialog (no To tag), not a re-INVITE.
+        let initial = e.request.header("To").and_then(tag_of).is_none();
+        if initial && e.request.request().is_some_and(|r| r.method == "INVITE") {
+            super::metrics::invite_answered(status);
+        }
         self.stamp_via(&mut resp, peer);
         self.server_header(&mut resp);
         let bytes = resp.to_bytes();

@@ -7,6 +7,7 @@ pub mod dialog;
 pub mod endpoint;
 pub mod media_control;
 pub mod message;
+pub mod metrics;
 pub mod sdp;
 pub mod service;
 pub mod session_timer;

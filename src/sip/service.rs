@@ -214,6 +214,7 @@ impl SipFront {
                 }
                 Output::AckTimeout { key } => debug!(?key, "no ACK for an error response"),
                 Output::Refused { status, detail } => {
+                    super::metrics::refused(status);
                     if status == 0 {
                         debug!(%detail, "SIP datagram dropped");
                     } else {

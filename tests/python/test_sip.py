@@ -447,16 +447,23 @@ def scrape(server: Server) -> dict[str, float]:
 
 
 def test_metrics_count_the_call_in_progress_and_its_end_cause(server: Server):
-    """What an admin's Prometheus sees of a SIP call: one more call in progress while it is up,
-    back down after the caller's BYE, and one more `caller-bye` end; no record lost."""
+    """What an admin's Prometheus sees of SIP calls: a refused attempt counted by its status; an
+    answered one counted as 200, one more call in progress while it is up, back down after the
+    caller's BYE, and one more `caller-bye` end; no record lost."""
     active = 'jonction_calls_active{protocol="sip"}'
     bye = 'jonction_calls_ended_total{cause="caller-bye"}'
+    answered = 'jonction_sip_invite_final_responses_total{code="200"}'
+    unrouted = 'jonction_sip_invite_final_responses_total{code="404"}'
     # The previous test's call may still be leaving its room.
     deadline = time.monotonic() + 5
     while scrape(server)[active] > 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     before = scrape(server)
     assert before[active] == 0, "calls of earlier tests are still up"
+    b = secrets.token_hex(5)
+    msg = invite(server, "no%20such%2Froom", sdp_offer("0", "a=rtpmap:0 PCMU/8000\r\n"), b, f"m404-{b}")
+    assert 404 in sip_exchange(server, msg)
+    assert scrape(server)[unrouted] == before.get(unrouted, 0) + 1
     uac = Uac(server, f"metrics-{secrets.token_hex(3)}")
     try:
         uac.establish()
@@ -472,6 +479,7 @@ def test_metrics_count_the_call_in_progress_and_its_end_cause(server: Server):
     after = scrape(server)
     assert after[bye] == before[bye] + 1, (before[bye], after[bye])
     assert after[active] == 0
+    assert after[answered] == before.get(answered, 0) + 1
     assert after["jonction_call_records_failed_total"] == 0
 
 

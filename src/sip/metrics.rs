@@ -1,0 +1,92 @@
+//! SIP counters for the metrics endpoint: the final responses given to call attempts (initial
+//! INVITEs), by status — 200 answered, and those refused before any call exists: 404
+//! unrouted, 403 barred, 488 no common codec, 487 cancelled, 503 overload… — and the messages
+//! refused as malformed or dropped as garbage.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Final statuses 200..=699, by `status - 200`.
+static INVITE_FINAL: [AtomicU64; 500] = [const { AtomicU64::new(0) }; 500];
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a final response to an initial INVITE (provisional ones are not counted).
+pub fn invite_answered(status: u16) {
+    if let Some(n) = status
+        .checked_sub(200)
+        .and_then(|i| INVITE_FINAL.get(usize::from(i)))
+    {
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a message refused with an error response (`status` > 0) or dropped (`status` 0).
+pub fn refused(status: u16) {
+    let c = if status == 0 { &DROPPED } else { &REFUSED };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Appends the SIP metrics in the Prometheus text format.
+pub fn write_prometheus(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP jonction_sip_invite_final_responses_total Final responses to call attempts \
+         (initial INVITEs), by status.\n# TYPE jonction_sip_invite_final_responses_total counter"
+    );
+    for (i, n) in INVITE_FINAL.iter().enumerate() {
+        let n = n.load(Ordering::Relaxed);
+        if n > 0 {
+            let code = i + 200;
+            let _ = writeln!(
+                out,
+                "jonction_sip_invite_final_responses_total{{code=\"{code}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP jonction_sip_messages_refused_total SIP messages refused as malformed (answered \
+         with an error).\n# TYPE jonction_sip_messages_refused_total counter\n\
+         jonction_sip_messages_refused_total {}",
+        REFUSED.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP jonction_sip_datagrams_dropped_total Datagrams dropped as not SIP or not \
+         answerable.\n# TYPE jonction_sip_datagrams_dropped_total counter\n\
+         jonction_sip_datagrams_dropped_total {}",
+        DROPPED.load(Ordering::Relaxed)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str) -> u64 {
+        let mut out = String::new();
+        write_prometheus(&mut out);
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn final_responses_count_by_status_and_odd_statuses_are_ignored() {
+        let s699 = "jonction_sip_invite_final_responses_total{code=\"699\"}";
+        let s200 = "jonction_sip_invite_final_responses_total{code=\"200\"}";
+        let (a, b) = (sample(s699), sample(s200));
+        invite_answered(699);
+        invite_answered(200);
+        invite_answered(180);
+        invite_answered(700);
+        invite_answered(0);
+        assert_eq!(sample(s699), a + 1);
+        assert_eq!(sample(s200), b + 1);
+        assert_eq!(
+            sample("jonction_sip_invite_final_responses_total{code=\"180\"}"),
+            0
+        );
+    }
+}
