@@ -14,7 +14,7 @@
 mod common;
 use common::{
     browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, metric, quantiles,
-    spawn_gateway, split_room_server, udp_drops, ulaw_wav,
+    spawn_gateway, split_room_server, udp_drops, ulaw_wav, ROOM_SERVER_BUSY,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -191,8 +191,7 @@ fn main() {
     let ramp = Duration::from_millis(calls as u64 * 20 + 2000);
     std::thread::sleep(ramp);
     let load_cpu = || cpu_seconds(std::process::id()) + cpu_seconds(sipp.id());
-    const BUSY: &str = "jonction_room_server_busy_seconds_total";
-    let busy0 = metric(&http_get(http, "/metrics"), BUSY);
+    let busy0 = metric(&http_get(http, "/metrics"), ROOM_SERVER_BUSY);
     let (cpu0, load0) = (cpu_seconds(pid), load_cpu());
     let m0 = Instant::now();
     let window = Duration::from_secs(seconds).saturating_sub(ramp + Duration::from_secs(2));
@@ -200,7 +199,7 @@ fn main() {
     let (cpu, load) = (cpu_seconds(pid) - cpu0, load_cpu() - load0);
     let wall = m0.elapsed().as_secs_f64();
     let metrics = http_get(http, "/metrics");
-    let busy = metric(&metrics, BUSY) - busy0;
+    let busy = metric(&metrics, ROOM_SERVER_BUSY) - busy0;
     let drops = udp_drops(pid);
     let status = sipp.wait().expect("sipp");
     let total = t_calls.elapsed();

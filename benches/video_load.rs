@@ -15,7 +15,7 @@
 mod common;
 use common::{
     cpu_seconds, free_port, http_get, load_budget, metric, quantiles, spawn_gateway,
-    split_room_server, udp_drops,
+    split_room_server, udp_drops, ROOM_SERVER_BUSY,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -261,8 +261,7 @@ fn main() {
     }
     // Steady state: every leg up and publishing.
     std::thread::sleep(Duration::from_secs(3));
-    const BUSY: &str = "jonction_room_server_busy_seconds_total";
-    let busy0 = metric(&http_get(http, "/metrics"), BUSY);
+    let busy0 = metric(&http_get(http, "/metrics"), ROOM_SERVER_BUSY);
     let (cpu0, load0, sent0, m0) = (
         cpu_seconds(pid),
         cpu_seconds(std::process::id()),
@@ -275,7 +274,7 @@ fn main() {
     let wall = m0.elapsed().as_secs_f64();
     let packets = sent.load(Ordering::Relaxed) - sent0;
     let metrics = http_get(http, "/metrics");
-    let busy = metric(&metrics, BUSY) - busy0;
+    let busy = metric(&metrics, ROOM_SERVER_BUSY) - busy0;
     let drops = udp_drops(pid);
     stop.store(true, Ordering::Relaxed);
     let up = rt.block_on(async {

@@ -133,10 +133,13 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The embedded room server's busy-time counter in /metrics (seconds).
+pub const ROOM_SERVER_BUSY: &str = "jonction_room_server_busy_seconds_total";
+
 /// The room server's working time, split from the rest of a gateway's CPU over a window:
-/// prints both per `unit`-second (`n` units) and returns the room server's share of one core.
+/// prints both per `unit`-second (`n` units).
 /// Busy time is wall time while working, so it over-counts when the cores are contended.
-pub fn split_room_server(unit: &str, n: usize, wall: f64, cpu: f64, busy: f64) -> f64 {
+pub fn split_room_server(unit: &str, n: usize, wall: f64, cpu: f64, busy: f64) {
     let per = |x: f64| x * 1e6 / wall / n as f64;
     println!(
         "  of which the embedded room server (busy time, one task): {:.1} % of one core = {:.0} µs per {unit}-second; the rest (SIP/H.323, media, room client): {:.0} µs per {unit}-second",
@@ -144,7 +147,6 @@ pub fn split_room_server(unit: &str, n: usize, wall: f64, cpu: f64, busy: f64) -
         per(busy),
         per((cpu - busy).max(0.0))
     );
-    busy / wall
 }
 
 /// (samples, p50 bucket bound, p99 bucket bound) in µs of a Prometheus histogram.
