@@ -35,7 +35,9 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, spawn_gateway, ulaw_wav, Guard};
+use common::{
+    cpu_seconds, free_port, http_get, spawn_gateway, ulaw_wav, Guard, NO_OVERLOAD_LIMITS,
+};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -558,7 +560,11 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
         http,
         sip,
         &records,
-        &[("JONCTION_LIVEKIT__PUBLISH_OPUS", "true")],
+        &[
+            ("JONCTION_LIVEKIT__PUBLISH_OPUS", "true"),
+            NO_OVERLOAD_LIMITS[0],
+            NO_OVERLOAD_LIMITS[1],
+        ],
     );
     let t0 = Instant::now();
     while !http_get(http, "/readyz").contains("200 OK") {

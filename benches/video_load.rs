@@ -15,7 +15,7 @@
 mod common;
 use common::{
     cpu_seconds, free_port, http_get, load_budget, metric, quantiles, spawn_gateway,
-    split_room_server, udp_drops, ROOM_SERVER_BUSY,
+    split_room_server, udp_drops, NO_OVERLOAD_LIMITS, ROOM_SERVER_BUSY,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -243,7 +243,11 @@ fn main() {
         http,
         sip,
         &records,
-        &[("JONCTION_SIP__MEDIA_TIMEOUT", "1h")],
+        &[
+            ("JONCTION_SIP__MEDIA_TIMEOUT", "1h"),
+            NO_OVERLOAD_LIMITS[0],
+            NO_OVERLOAD_LIMITS[1],
+        ],
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -42,6 +42,37 @@ pub struct Config {
     pub h323: H323Config,
     /// Call routing rules (`dialplans/*.toml`).
     pub dialplan: DialplanConfig,
+    /// Capacity limits on new calls (SIP and H.323 together).
+    pub calls: CallsConfig,
+}
+
+/// `[calls]`: beyond a limit, a new call gets SIP 503 with Retry-After (H.323: ReleaseComplete,
+/// Q.850 cause 34 or 42) and the calls in progress are left alone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Calls in progress at most (0: no limit).
+    pub max_concurrent: usize,
+    /// New calls admitted per second at most, a burst of as many allowed (0: no limit).
+    pub max_per_second: u32,
+    /// New calls are refused while the gateway's tasks get a CPU later than this (the process
+    /// or the machine is saturated: media would arrive late for every call). `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub max_scheduling_delay: Duration,
+    /// New calls are refused while the embedded room server is busier than this share of its
+    /// core (it is one task; past ~0.9 its rooms lose packets). 0 or 1: never.
+    pub room_server_busy_limit: f64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 0,
+            max_per_second: 0,
+            max_scheduling_delay: Duration::from_millis(5),
+            room_server_busy_limit: 0.9,
+        }
+    }
 }
 
 /// `[dialplan]`
@@ -601,6 +632,14 @@ impl Config {
                 message: format!("{bad:?} is not an E.164 alias (digits, #, *, ,)"),
             });
         }
+        let busy = self.calls.room_server_busy_limit;
+        if !(0.0..=1.0).contains(&busy) {
+            return Err(ConfigError::BadValue {
+                key: "calls.room_server_busy_limit".into(),
+                origin: Origin::Default,
+                message: "must be between 0 and 1 (a share of one core; 0 or 1: no limit)".into(),
+            });
+        }
         if self.rooms.ping_timeout <= self.rooms.ping_interval {
             return Err(ConfigError::BadValue {
                 key: "rooms.ping_timeout".into(),
@@ -703,6 +742,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("dialplan.dri"), "{e}");
+    }
+
+    #[test]
+    fn call_limits() {
+        let c = Config::load_with_env(None, &[]).expect("defaults");
+        assert_eq!((c.calls.max_concurrent, c.calls.max_per_second), (0, 0));
+        assert_eq!(c.calls.room_server_busy_limit, 0.9);
+        assert_eq!(c.calls.max_scheduling_delay, Duration::from_millis(5));
+        let f = write("[calls]\nmax_concurrent = 300\nmax_per_second = 20\n");
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let c = Config::load_with_env(
+            Some(&f.0),
+            &env("JONCTION_CALLS__ROOM_SERVER_BUSY_LIMIT", "0.75"),
+        )
+        .expect("valid");
+        assert_eq!((c.calls.max_concurrent, c.calls.max_per_second), (300, 20));
+        assert_eq!(c.calls.room_server_busy_limit, 0.75);
+        let e = Config::load_with_env(None, &env("JONCTION_CALLS__ROOM_SERVER_BUSY_LIMIT", "90"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("calls.room_server_busy_limit"), "{e}");
+        let e = Config::load_with_env(None, &env("JONCTION_CALLS__MAX_CONCURRENT", "-1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("calls.max_concurrent"), "{e}");
     }
 
     #[test]

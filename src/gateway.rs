@@ -11,6 +11,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::call::capacity::{Capacity, Limits};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::rooms::RoomService;
@@ -32,6 +33,41 @@ pub struct Running {
     signalling: tokio_util::task::TaskTracker,
     stop_tx: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
+}
+
+/// The limits on new calls, reading the embedded room server's load when it runs.
+fn capacity(cfg: &Config, rooms: Option<RoomService>) -> Arc<Capacity> {
+    let c = &cfg.calls;
+    let limits = Limits {
+        max_concurrent: c.max_concurrent,
+        max_per_second: c.max_per_second,
+        max_scheduling_delay: c.max_scheduling_delay,
+        room_server_busy_limit: c.room_server_busy_limit,
+    };
+    info!(?limits, "call capacity limits");
+    Arc::new(Capacity::new(
+        limits,
+        Box::new(move || rooms.as_ref().map_or(0.0, RoomService::load)),
+    ))
+}
+
+/// How often the scheduling-delay probe wakes, and over how many wakes it averages.
+const PROBE_PERIOD: Duration = Duration::from_millis(100);
+const PROBE_SAMPLES: u32 = 5;
+
+/// Measures how late a timer task gets a CPU, for the capacity limits and /metrics: when the
+/// runtime's threads (or the machine) are saturated, every task, media included, is that late.
+fn spawn_scheduling_probe() {
+    tokio::spawn(async {
+        let mut recent = [Duration::ZERO; PROBE_SAMPLES as usize];
+        for i in (0..recent.len()).cycle() {
+            let t = tokio::time::Instant::now();
+            tokio::time::sleep(PROBE_PERIOD).await;
+            recent[i] = t.elapsed().saturating_sub(PROBE_PERIOD);
+            let mean = recent.iter().sum::<Duration>() / PROBE_SAMPLES;
+            crate::call::capacity::record_scheduling_delay(mean);
+        }
+    });
 }
 
 /// Starts everything and returns once listening.
@@ -92,10 +128,13 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 handle.clone(),
             );
         }
+        spawn_scheduling_probe();
+        let capacity = capacity(cfg, rooms.clone());
         let admission = std::sync::Arc::new(crate::call::admission::Admission::new(
             handle,
             Keys::new(&cfg.livekit.api_key, &cfg.livekit.api_secret),
             livekit_url.clone(),
+            capacity,
         ));
         // One RTP port range for both fronts.
         let rtp_ports =

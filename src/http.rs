@@ -82,6 +82,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     );
     let _ = writeln!(out, "jonction_ready {ready}");
     crate::call::metrics::write_prometheus(&mut out);
+    crate::call::capacity::write_prometheus(&mut out);
     crate::sip::metrics::write_prometheus(&mut out);
     if let Some(snap) = match &st.rooms {
         Some(r) => r.stats().await,

@@ -71,6 +71,13 @@ pub fn load_budget(unit: &str, n: usize, target: f64, gateway: f64, load: f64) -
     left
 }
 
+/// `[calls]` overload limits off: a bench that measures the cost of N legs must not have some
+/// of them refused when the machine saturates (`sip_load` keeps the defaults, and reports them).
+pub const NO_OVERLOAD_LIMITS: [(&str, &str); 2] = [
+    ("JONCTION_CALLS__MAX_SCHEDULING_DELAY", "0s"),
+    ("JONCTION_CALLS__ROOM_SERVER_BUSY_LIMIT", "0"),
+];
+
 /// Starts the gateway (`jonction run`, release build) with SIP on `sip`, HTTP on `http`, the
 /// embedded room server on loopback, PCMU only, call records in `records`, and `extra`
 /// settings; waits a moment for it to listen. `JONCTION_LOG__LEVEL` in the environment is passed

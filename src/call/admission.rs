@@ -1,12 +1,15 @@
 //! Admission: what an incoming call becomes, whichever front (SIP, H.323) received it. The
 //! dialplan routes it; a room gets a room-leg token at once, a PIN rule gets a [`PinSetup`]
 //! (prompt language, lookup in the rule's directory, brute-force protection), and everything
-//! else is refused with the status the rule or the situation calls for.
+//! else is refused with the status the rule or the situation calls for. A call the gateway would
+//! take must also fit its capacity limits ([`Capacity`]): it then holds a [`CallSlot`] until it
+//! ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::capacity::{CallSlot, Capacity, Full};
 use super::pin_phase::{LookupFuture, PinSetup};
 use super::CallId;
 use crate::dialplan::{
@@ -29,6 +32,8 @@ pub enum Decision {
         token: String,
         /// The route's SRTP policy for the device leg, if it sets one.
         srtp: Option<SrtpPolicy>,
+        /// The call's place in the gateway's capacity, held until it ends.
+        slot: CallSlot,
     },
     /// Answer, collect a PIN, then join the room it opens.
     Pin {
@@ -36,6 +41,8 @@ pub enum Decision {
         setup: Box<PinSetup>,
         /// The route's SRTP policy for the device leg, if it sets one.
         srtp: Option<SrtpPolicy>,
+        /// The call's place in the gateway's capacity, held until it ends.
+        slot: CallSlot,
     },
     /// Refuse the call.
     Refuse {
@@ -45,6 +52,9 @@ pub enum Decision {
         reason: String,
         /// Q.850 cause for H.323.
         h323_cause: Option<u8>,
+        /// A capacity limit refused it: when to try again, and the Q.850 cause for a SIP
+        /// Reason header.
+        full: Option<Full>,
     },
 }
 
@@ -64,18 +74,42 @@ pub struct Admission {
     keys: Keys,
     livekit_url: String,
     guard: Mutex<BruteForceGuard>,
+    capacity: Arc<Capacity>,
 }
 
 impl Admission {
     /// Admission with the running dialplan, the keys for room-leg tokens and the LiveKit URL
-    /// (also used by roomkit lookups to read the room's dispatch rule).
-    pub fn new(plan: DialplanHandle, keys: Keys, livekit_url: String) -> Self {
+    /// (also used by roomkit lookups to read the room's dispatch rule), within `capacity`.
+    pub fn new(
+        plan: DialplanHandle,
+        keys: Keys,
+        livekit_url: String,
+        capacity: Arc<Capacity>,
+    ) -> Self {
         Self {
             plan,
             keys,
             livekit_url,
             guard: Mutex::new(BruteForceGuard::new(GuardConfig::default())),
+            capacity,
         }
+    }
+
+    /// Takes a place for a call the dialplan accepted, or refuses it.
+    fn admit(&self, c: &Caller) -> Result<CallSlot, Decision> {
+        self.capacity.admit(Instant::now()).map_err(|full| {
+            info!(
+                call = c.id.0,
+                limit = full.as_str(),
+                "call refused: capacity limit reached"
+            );
+            Decision::Refuse {
+                sip_code: 503,
+                reason: "Service Unavailable".into(),
+                h323_cause: Some(full.q850()),
+                full: Some(full),
+            }
+        })
     }
 
     /// The dialplan in force.
@@ -113,6 +147,7 @@ impl Admission {
                 sip_code,
                 reason,
                 h323_cause,
+                full: None,
             },
             Outcome::DialOut(_) => {
                 info!(
@@ -122,23 +157,35 @@ impl Admission {
                 refuse(404, "Not Found", Some(1))
             }
             Outcome::Room(t) => {
+                let slot = match self.admit(c) {
+                    Ok(s) => s,
+                    Err(refused) => return refused,
+                };
                 let attrs: Vec<(String, String)> = t.attributes.into_iter().collect();
                 match self.token(c, &t.room, t.participant_name.as_deref(), &attrs) {
                     Some(token) => Decision::Room {
                         room: t.room,
                         token,
                         srtp: routing.srtp,
+                        slot,
                     },
                     None => refuse(500, "Server Internal Error", Some(41)),
                 }
             }
-            Outcome::Pin(p) => match self.pin_setup(c, &p) {
-                Ok(setup) => Decision::Pin {
-                    setup,
-                    srtp: routing.srtp,
-                },
-                Err(refused) => refused,
-            },
+            Outcome::Pin(p) => {
+                let slot = match self.admit(c) {
+                    Ok(s) => s,
+                    Err(refused) => return refused,
+                };
+                match self.pin_setup(c, &p) {
+                    Ok(setup) => Decision::Pin {
+                        setup,
+                        srtp: routing.srtp,
+                        slot,
+                    },
+                    Err(refused) => refused,
+                }
+            }
         }
     }
 
@@ -274,6 +321,7 @@ fn refuse(sip_code: u16, reason: &str, h323_cause: Option<u8>) -> Decision {
         sip_code,
         reason: reason.into(),
         h323_cause,
+        full: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! drives it with [`ToCall`] commands and hears back through [`FromCall`] events.
 
 pub mod admission;
+pub mod capacity;
 pub mod media;
 pub mod metrics;
 pub mod pin_phase;
@@ -205,6 +206,8 @@ pub struct CallSetup {
     pub records: std::path::PathBuf,
     /// When set, the room (and `room`, `token`) comes from a PIN the caller types after answer.
     pub pin: Option<Box<PinSetup>>,
+    /// The call's place in the gateway's capacity: freed when the call ends.
+    pub slot: capacity::CallSlot,
 }
 
 /// Device RTP in → the room-leg datagram out (G.711 published unchanged; G.722 and Opus

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -90,7 +90,11 @@ pub struct RoomService {
     tx: mpsc::UnboundedSender<Command>,
     next_conn: Arc<AtomicU64>,
     candidates: Arc<Vec<SocketAddr>>,
+    load: Arc<AtomicU32>,
 }
+
+/// How long the busy time is averaged over for [`RoomService::load`].
+const LOAD_WINDOW: Duration = Duration::from_millis(500);
 
 /// Asks for a receive buffer of `bytes` (0: leave the default) and says so when the kernel
 /// grants less: a burst larger than the buffer is dropped before the room server sees it.
@@ -150,12 +154,14 @@ impl RoomService {
             node_id,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(server_cfg, sockets, rx));
+        let load = Arc::new(AtomicU32::new(0));
+        let task = tokio::spawn(run(server_cfg, sockets, rx, load.clone()));
         Ok((
             Self {
                 tx,
                 next_conn: Arc::new(AtomicU64::new(1)),
                 candidates: Arc::new(candidates),
+                load,
             },
             task,
         ))
@@ -164,6 +170,12 @@ impl RoomService {
     /// The advertised ICE host candidates.
     pub fn candidates(&self) -> &[SocketAddr] {
         &self.candidates
+    }
+
+    /// The share of one core the server used over its last half-second or so (it is one task:
+    /// near 1.0 it is saturated and every room on it suffers).
+    pub fn load(&self) -> f64 {
+        f64::from(self.load.load(Ordering::Relaxed)) / 1000.0
     }
 
     /// A fresh connection id.
@@ -238,7 +250,12 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedReceiver<Command>) {
+async fn run(
+    cfg: ServerConfig,
+    sockets: Vec<Socket>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    load: Arc<AtomicU32>,
+) {
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -253,6 +270,9 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
     // When the current input woke the task up: from then to the next wait is busy time.
     let mut woke = std::time::Instant::now();
     let mut busy = Duration::ZERO;
+    // The load window: its start, and the busy time then. The core's own timers (speakers,
+    // housekeeping) wake the task a few times a second, so the figure never goes stale.
+    let (mut window, mut window_busy) = (woke, busy);
     // One timer re-armed when the core's deadline moves, not a new one per loop.
     let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(sleep);
@@ -296,7 +316,14 @@ async fn run(cfg: ServerConfig, sockets: Vec<Socket>, mut rx: mpsc::UnboundedRec
                 Output::Timeout(t) => break t,
             }
         };
-        busy += woke.elapsed();
+        let done = std::time::Instant::now();
+        busy += done.saturating_duration_since(woke);
+        let span = done.saturating_duration_since(window);
+        if span >= LOAD_WINDOW {
+            let share = (busy - window_busy).as_secs_f64() / span.as_secs_f64();
+            load.store((share * 1000.0).round() as u32, Ordering::Relaxed);
+            (window, window_busy) = (done, busy);
+        }
         input_at = None;
         if armed != Some(deadline) {
             armed = Some(deadline);

@@ -310,14 +310,37 @@ impl SipFront {
                     .collect(),
             },
         };
-        let (room, token, pin, route_srtp) = match self.ctx.admission.decide(&admitted) {
-            Decision::Room { room, token, srtp } => (room, token, None, srtp),
-            Decision::Pin { setup, srtp } => (String::new(), String::new(), Some(setup), srtp),
+        let (room, token, pin, route_srtp, slot) = match self.ctx.admission.decide(&admitted) {
+            Decision::Room {
+                room,
+                token,
+                srtp,
+                slot,
+            } => (room, token, None, srtp, slot),
+            Decision::Pin { setup, srtp, slot } => {
+                (String::new(), String::new(), Some(setup), srtp, slot)
+            }
             Decision::Refuse {
-                sip_code, reason, ..
+                sip_code,
+                reason,
+                full,
+                ..
             } => {
-                info!(call = id.0, %called, sip_code, %reason, "call refused by the dialplan");
-                let r = response_to(&msg, sip_code, &reason, &tag);
+                let mut r = response_to(&msg, sip_code, &reason, &tag);
+                match full {
+                    // RFC 3261 §21.5.4: a trunk may try another gateway, or this one later.
+                    Some(full) => {
+                        r.headers
+                            .push(h("Retry-After", full.retry_after().as_secs().to_string()));
+                        r.headers.push(h(
+                            "Reason",
+                            format!("Q.850;cause={};text=\"{}\"", full.q850(), full.as_str()),
+                        ));
+                    }
+                    None => {
+                        info!(call = id.0, %called, sip_code, %reason, "call refused by the dialplan")
+                    }
+                }
                 self.ep.respond(&key, r);
                 return;
             }
@@ -432,6 +455,7 @@ impl SipFront {
             max_duration: self.cfg.max_call_duration,
             records: self.cfg.call_records.clone(),
             pin,
+            slot,
         };
         info!(call = id.0, %called, %room, "incoming call");
         tokio::spawn(call::run(setup, rx, self.from_calls_tx.clone()));

@@ -1,7 +1,8 @@
 """How a SIP call ends from the room side, and the LiveKit RoomService API (Twirp) of the embedded
 room server that drives it: the `livekit-api` Python SDK (LiveKit's own server SDK) lists rooms and
 participants, removes the gateway's participant (the caller gets a BYE) or deletes the room (the
-caller gets a BYE, room clients are disconnected); a call reaching the maximum duration is ended."""
+caller gets a BYE, room clients are disconnected); a call reaching the maximum duration is ended;
+calls beyond the gateway's capacity limits are turned away and the calls in progress kept."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 from livekit import api, rtc
 
 from conftest import API_KEY, API_SECRET, ARTIFACTS, Server, launch, stop
-from test_rooms import Rooms, run
-from test_sip import Uac, records_for
+from test_h323 import report_of, start_caller
+from test_rooms import Rooms, SinePublisher, run
+from test_sip import Uac, records_for, scrape
 
 
 def answer_call(server: Server, room: str) -> Uac:
@@ -262,3 +264,119 @@ def test_reinvite_glare_gets_491_and_both_sides_retry(server: Server):
         assert rs and rs[-1][0] == 200, [c for c, _ in rs]
     finally:
         uac.close()
+
+
+def test_capacity_limit_refuses_new_calls_and_frees_places_as_calls_end(server: Server):
+    """With calls.max_concurrent = 1 (a second instance), a call in progress fills the gateway:
+    a second SIP call gets 503 with Retry-After and a Q.850 Reason, an H.323 call gets
+    ReleaseComplete with cause 34 (no circuit/channel available), the call in progress is left
+    alone, and once it ends a new call is answered. /metrics counts the refusals."""
+    srv = launch(
+        http_port=7950,
+        udp_port=7952,
+        log_path=ARTIFACTS / "jonction-pytest-capacity.log",
+        extra_env={"JONCTION_CALLS__MAX_CONCURRENT": "1"},
+    )
+    room = f"cap-{secrets.token_hex(3)}"
+    try:
+        first = answer_call(srv, room)
+        try:
+            second = Uac(srv, f"{room}-2")
+            try:
+                second.request("INVITE", second.sdp("sendrecv"))
+                rs = second.responses()
+                assert rs and rs[-1][0] == 503, [c for c, _ in rs]
+                refusal = rs[-1][1]
+                assert "\r\nRetry-After: 5\r\n" in refusal, refusal
+                assert 'Reason: Q.850;cause=34;text="max_concurrent"' in refusal, refusal
+            finally:
+                second.close()
+            caller = start_caller(srv, f"{room}-3", "tunnel")
+            report = report_of(caller, 30)
+            assert not report.get("connected"), report
+            assert report.get("released_by") == "peer" and report.get("cause") == 34, report
+            # The call in progress did not notice: it still answers a re-INVITE.
+            first.request("INVITE", first.sdp("sendrecv"))
+            rs = first.responses()
+            assert rs and rs[-1][0] == 200, [c for c, _ in rs]
+            first.request("ACK", cseq=first.cseq)
+            first.request("BYE")
+            assert first.responses()[-1][0] == 200
+        finally:
+            first.close()
+        assert last_record(srv, room)["end_cause"] == "caller-bye"
+        # Its place is free again.
+        deadline = time.monotonic() + 5
+        while scrape(srv).get('jonction_calls_active{protocol="sip"}', 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        third = answer_call(srv, f"{room}-4")
+        third.request("BYE")
+        third.close()
+        m = scrape(srv)
+        assert m.get('jonction_calls_refused_total{limit="max_concurrent"}') == 2, m
+        assert m.get('jonction_calls_refused_total{limit="max_per_second"}') == 0, m
+        assert m.get('jonction_sip_invite_final_responses_total{code="503"}') == 1, m
+    finally:
+        stop(srv)
+
+
+def invite_status(srv: Server, room: str) -> tuple[int, str]:
+    """Sends an INVITE; the final status and response (an answered call is hung up at once)."""
+    uac = Uac(srv, room)
+    try:
+        uac.request("INVITE", uac.sdp("sendrecv"))
+        rs = uac.responses()
+        assert rs, "no response to the INVITE"
+        code, text = rs[-1]
+        if code == 200:
+            uac.request("ACK", cseq=uac.cseq)
+            uac.request("BYE")
+            uac.responses()
+        return code, text
+    finally:
+        uac.close()
+
+
+def test_a_busy_room_server_turns_new_calls_away_until_it_recovers(server: Server):
+    """Overload protection (calls.room_server_busy_limit = 0.002 here, a second instance): while
+    two room participants exchange audio the embedded room server works more than 0.2 % of the
+    time, so a new call gets 503 with Retry-After and Reason Q.850 cause 42 (switching equipment
+    congestion); once they leave, calls are answered again."""
+    srv = launch(
+        http_port=7954,
+        udp_port=7956,
+        log_path=ARTIFACTS / "jonction-pytest-overload.log",
+        extra_env={"JONCTION_CALLS__ROOM_SERVER_BUSY_LIMIT": "0.002"},
+    )
+    room = f"busy-{secrets.token_hex(3)}"
+
+    def poll(want: int, timeout: float) -> tuple[int, str]:
+        end = time.monotonic() + timeout
+        code, text = invite_status(srv, f"{room}-call")
+        while code != want and time.monotonic() < end:
+            time.sleep(0.3)
+            code, text = invite_status(srv, f"{room}-call")
+        return code, text
+
+    async def main():
+        async with Rooms(srv) as rooms:
+            speaker = await rooms.connect(room, "speaker")
+            await rooms.connect(room, "listener")
+            sine = SinePublisher(speaker)
+            await sine.start()
+            try:
+                code, text = await asyncio.to_thread(poll, 503, 15)
+                assert code == 503, f"still answered ({code}) while the room server is busy"
+                assert "\r\nRetry-After: 5\r\n" in text, text
+                assert 'Reason: Q.850;cause=42;text="room_server_busy"' in text, text
+            finally:
+                await sine.stop()
+
+    try:
+        run(main())
+        code, _ = poll(200, 15)
+        assert code == 200, f"the room server is idle again but calls still get {code}"
+        m = scrape(srv)
+        assert m.get('jonction_calls_refused_total{limit="room_server_busy"}', 0) >= 1, m
+    finally:
+        stop(srv)

@@ -82,6 +82,7 @@ struct Routed {
     room: String,
     token: String,
     pin: Option<Box<crate::call::PinSetup>>,
+    slot: crate::call::capacity::CallSlot,
 }
 
 /// One connection's state.
@@ -519,16 +520,26 @@ impl Conn {
                 headers: Vec::new(),
             },
         };
-        let (room, token, pin, srtp) = match self.ctx.admission.decide(&caller) {
-            Decision::Room { room, token, srtp } => (room, token, None, srtp),
-            Decision::Pin { setup, srtp } => (String::new(), String::new(), Some(setup), srtp),
+        let (room, token, pin, srtp, slot) = match self.ctx.admission.decide(&caller) {
+            Decision::Room {
+                room,
+                token,
+                srtp,
+                slot,
+            } => (room, token, None, srtp, slot),
+            Decision::Pin { setup, srtp, slot } => {
+                (String::new(), String::new(), Some(setup), srtp, slot)
+            }
             Decision::Refuse {
                 sip_code,
                 reason,
                 h323_cause,
+                full,
             } => {
                 let q850 = h323_cause.unwrap_or_else(|| media::q850_for_sip(sip_code));
-                info!(call = id.0, called = %called.user, q850, %reason, "H.323 call refused by the dialplan");
+                if full.is_none() {
+                    info!(call = id.0, called = %called.user, q850, %reason, "H.323 call refused by the dialplan");
+                }
                 self.incoming = Some(ic);
                 self.release_now(HangupCause::CallerBye, q850);
                 return;
@@ -554,6 +565,7 @@ impl Conn {
             room,
             token,
             pin,
+            slot,
         });
         let (Some(ras), Some(ic)) = (self.ras.as_ref(), self.incoming.as_deref()) else {
             self.start_call();
@@ -602,6 +614,7 @@ impl Conn {
             room,
             token,
             pin,
+            slot,
         }) = self.routed.take()
         else {
             return;
@@ -681,6 +694,7 @@ impl Conn {
             max_duration: self.ctx.max_duration,
             records: self.ctx.records.clone(),
             pin,
+            slot,
         };
         info!(call = id.0, called = %called.user, calling = %calling.user, %room, remote = %self.remote, "incoming H.323 call");
         tokio::spawn(call::run(setup, rx, self.from_core_tx.clone()));
