@@ -24,38 +24,37 @@ use crate::token::{Keys, TokenRequest};
 
 /// What to do with a call.
 pub enum Decision {
-    /// Join this room with this token.
-    Room {
-        /// Room name.
-        room: String,
-        /// Room-leg token.
-        token: String,
-        /// The route's SRTP policy for the device leg, if it sets one.
-        srtp: Option<SrtpPolicy>,
-        /// The call's place in the gateway's capacity, held until it ends.
-        slot: CallSlot,
-    },
-    /// Answer, collect a PIN, then join the room it opens.
-    Pin {
-        /// The PIN phase.
-        setup: Box<PinSetup>,
-        /// The route's SRTP policy for the device leg, if it sets one.
-        srtp: Option<SrtpPolicy>,
-        /// The call's place in the gateway's capacity, held until it ends.
-        slot: CallSlot,
-    },
-    /// Refuse the call.
-    Refuse {
-        /// SIP status.
-        sip_code: u16,
-        /// Reason phrase.
-        reason: String,
-        /// Q.850 cause for H.323.
-        h323_cause: Option<u8>,
-        /// A capacity limit refused it: when to try again, and the Q.850 cause for a SIP
-        /// Reason header.
-        full: Option<Full>,
-    },
+    /// Take it.
+    Admit(Admitted),
+    /// Refuse it.
+    Refuse(Refusal),
+}
+
+/// A call the gateway takes.
+pub struct Admitted {
+    /// Room to join (empty when a PIN names it).
+    pub room: String,
+    /// Room-leg token (empty when a PIN names the room).
+    pub token: String,
+    /// Set: answer, collect a PIN, then join the room it opens.
+    pub pin: Option<Box<PinSetup>>,
+    /// The route's SRTP policy for the device leg, if it sets one.
+    pub srtp: Option<SrtpPolicy>,
+    /// The call's place in the gateway's capacity, held until it ends.
+    pub slot: CallSlot,
+}
+
+/// A call the gateway refuses.
+pub struct Refusal {
+    /// SIP status.
+    pub sip_code: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Q.850 cause for H.323.
+    pub h323_cause: Option<u8>,
+    /// A capacity limit refused it: when to try again, and the Q.850 cause for a SIP Reason
+    /// header.
+    pub full: Option<Full>,
 }
 
 /// The caller, as the front saw it.
@@ -103,12 +102,12 @@ impl Admission {
                 limit = full.as_str(),
                 "call refused: capacity limit reached"
             );
-            Decision::Refuse {
+            Decision::Refuse(Refusal {
                 sip_code: 503,
                 reason: "Service Unavailable".into(),
                 h323_cause: Some(full.q850()),
                 full: Some(full),
-            }
+            })
         })
     }
 
@@ -143,12 +142,12 @@ impl Admission {
                 sip_code,
                 reason,
                 h323_cause,
-            } => Decision::Refuse {
+            } => Decision::Refuse(Refusal {
                 sip_code,
                 reason,
                 h323_cause,
                 full: None,
-            },
+            }),
             Outcome::DialOut(_) => {
                 info!(
                     call = c.id.0,
@@ -163,12 +162,13 @@ impl Admission {
                 };
                 let attrs: Vec<(String, String)> = t.attributes.into_iter().collect();
                 match self.token(c, &t.room, t.participant_name.as_deref(), &attrs) {
-                    Some(token) => Decision::Room {
+                    Some(token) => Decision::Admit(Admitted {
                         room: t.room,
                         token,
+                        pin: None,
                         srtp: routing.srtp,
                         slot,
-                    },
+                    }),
                     None => refuse(500, "Server Internal Error", Some(41)),
                 }
             }
@@ -178,11 +178,13 @@ impl Admission {
                     Err(refused) => return refused,
                 };
                 match self.pin_setup(c, &p) {
-                    Ok(setup) => Decision::Pin {
-                        setup,
+                    Ok(setup) => Decision::Admit(Admitted {
+                        room: String::new(),
+                        token: String::new(),
+                        pin: Some(setup),
                         srtp: routing.srtp,
                         slot,
-                    },
+                    }),
                     Err(refused) => refused,
                 }
             }
@@ -317,12 +319,12 @@ impl Admission {
 }
 
 fn refuse(sip_code: u16, reason: &str, h323_cause: Option<u8>) -> Decision {
-    Decision::Refuse {
+    Decision::Refuse(Refusal {
         sip_code,
         reason: reason.into(),
         h323_cause,
         full: None,
-    }
+    })
 }
 
 fn log_routing(c: &Caller, r: &Routing) {

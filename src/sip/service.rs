@@ -18,7 +18,7 @@ use super::message::{Header, Message};
 use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
-use crate::call::admission::{Admission, Caller, Decision};
+use crate::call::admission::{Admission, Admitted, Caller, Decision, Refusal};
 use crate::call::{
     self, first_local_ip, room_bind_ip, CallId, CallSetup, FromCall, HangupCause, ToCall,
 };
@@ -310,22 +310,20 @@ impl SipFront {
                     .collect(),
             },
         };
-        let (room, token, pin, route_srtp, slot) = match self.ctx.admission.decide(&admitted) {
-            Decision::Room {
-                room,
-                token,
-                srtp,
-                slot,
-            } => (room, token, None, srtp, slot),
-            Decision::Pin { setup, srtp, slot } => {
-                (String::new(), String::new(), Some(setup), srtp, slot)
-            }
-            Decision::Refuse {
+        let Admitted {
+            room,
+            token,
+            pin,
+            srtp: route_srtp,
+            slot,
+        } = match self.ctx.admission.decide(&admitted) {
+            Decision::Admit(a) => a,
+            Decision::Refuse(Refusal {
                 sip_code,
                 reason,
                 full,
                 ..
-            } => {
+            }) => {
                 let mut r = response_to(&msg, sip_code, &reason, &tag);
                 match full {
                     // RFC 3261 §21.5.4: a trunk may try another gateway, or this one later.

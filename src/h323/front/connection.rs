@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::media::{self, FastStartChoice, AUDIO_CODECS};
 use super::ras::{self, RasCommand};
 use super::Context;
-use crate::call::admission::{Caller, Decision};
+use crate::call::admission::{Admitted, Caller, Decision, Refusal};
 use crate::call::{self, CallId, CallSetup, FromCall, HangupCause, ToCall};
 use crate::config::H323Config;
 use crate::dialplan::{Party, Protocol, RouteRequest, Transport};
@@ -520,22 +520,20 @@ impl Conn {
                 headers: Vec::new(),
             },
         };
-        let (room, token, pin, srtp, slot) = match self.ctx.admission.decide(&caller) {
-            Decision::Room {
-                room,
-                token,
-                srtp,
-                slot,
-            } => (room, token, None, srtp, slot),
-            Decision::Pin { setup, srtp, slot } => {
-                (String::new(), String::new(), Some(setup), srtp, slot)
-            }
-            Decision::Refuse {
+        let Admitted {
+            room,
+            token,
+            pin,
+            srtp,
+            slot,
+        } = match self.ctx.admission.decide(&caller) {
+            Decision::Admit(a) => a,
+            Decision::Refuse(Refusal {
                 sip_code,
                 reason,
                 h323_cause,
                 full,
-            } => {
+            }) => {
                 let q850 = h323_cause.unwrap_or_else(|| media::q850_for_sip(sip_code));
                 if full.is_none() {
                     info!(call = id.0, called = %called.user, q850, %reason, "H.323 call refused by the dialplan");
