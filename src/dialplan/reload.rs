@@ -70,6 +70,41 @@ fn fingerprint(dir: &Path) -> Fingerprint {
     Fingerprint(out)
 }
 
+/// Decides when a change of the directory is complete. A state is applied only once two
+/// consecutive polls see it unchanged: an editor or `cp` caught mid-write (a truncated or
+/// half-written file) is never loaded, since the next poll sees different contents.
+#[derive(Debug)]
+struct Settle {
+    /// The state last loaded (or refused: a refused state is not retried until it changes).
+    applied: Fingerprint,
+    /// A new state seen once, waiting for a second identical poll.
+    pending: Option<Fingerprint>,
+}
+
+impl Settle {
+    fn new(applied: Fingerprint) -> Self {
+        Self {
+            applied,
+            pending: None,
+        }
+    }
+
+    /// Takes one poll's state; true when it is a settled change that should be loaded now.
+    fn observe(&mut self, now: Fingerprint) -> bool {
+        if now == self.applied {
+            self.pending = None;
+            return false;
+        }
+        if self.pending.as_ref() == Some(&now) {
+            self.applied = now;
+            self.pending = None;
+            return true;
+        }
+        self.pending = Some(now);
+        false
+    }
+}
+
 /// [`watch`] as a tokio task (abort it to stop watching).
 pub fn spawn_watch(
     dir: PathBuf,
@@ -79,28 +114,27 @@ pub fn spawn_watch(
     tokio::spawn(watch(dir, interval, handle))
 }
 
-/// Polls `dir` every `interval`; on a change, loads the whole set: valid → swap and `info!`,
-/// invalid → keep the running plan and `error!` each problem. Never ends (drop or abort it).
-/// The state of the directory is taken when this is called, not when first polled, so that an
-/// edit in between counts as a change. An `interval` below 10 ms is taken as 10 ms
-/// (`[dialplan] reload_interval = "0s"` means no watcher at all: the caller runs none).
+/// Polls `dir` every `interval`; once a change has settled (the same on two polls in a row),
+/// loads the whole set: valid → swap and `info!`, invalid → keep the running plan and `error!`
+/// each problem. Never ends (drop or abort it). The state of the directory is taken when this
+/// is called, not when first polled, so that an edit in between counts as a change. An
+/// `interval` below 10 ms is taken as 10 ms (`[dialplan] reload_interval = "0s"` means no
+/// watcher at all: the caller runs none).
 pub fn watch(
     dir: PathBuf,
     interval: Duration,
     handle: DialplanHandle,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut seen = fingerprint(&dir);
+    let mut settle = Settle::new(fingerprint(&dir));
     let interval = interval.max(Duration::from_millis(10));
     async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = fingerprint(&dir);
-            if now == seen {
+            if !settle.observe(fingerprint(&dir)) {
                 continue;
             }
-            seen = now;
             match handle.reload_now(&dir) {
                 Ok(rules) => info!(dir = %dir.display(), rules, "dialplan reloaded"),
                 Err(e) => {
@@ -155,6 +189,45 @@ mod tests {
             "{e}"
         );
         assert_eq!(h.current().rule_count(), 1);
+    }
+
+    fn state(contents: &[&str]) -> Fingerprint {
+        Fingerprint(
+            contents
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut h = DefaultHasher::new();
+                    c.hash(&mut h);
+                    (
+                        PathBuf::from(format!("{i}.toml")),
+                        c.len() as u64,
+                        None,
+                        h.finish(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_file_caught_mid_write_is_not_loaded() {
+        let mut s = Settle::new(state(&["old"]));
+        assert!(!s.observe(state(&["old"])), "no change");
+        // The writer truncated the file, then wrote it in two steps, one per poll.
+        assert!(!s.observe(state(&[""])));
+        assert!(!s.observe(state(&["new ru"])));
+        assert!(!s.observe(state(&["new rules"])));
+        // Unchanged on a second poll: settled, loaded once.
+        assert!(s.observe(state(&["new rules"])));
+        assert!(!s.observe(state(&["new rules"])));
+        // A change undone before it settled is no change.
+        assert!(!s.observe(state(&["", "x"])));
+        assert!(!s.observe(state(&["new rules"])));
+        assert!(!s.observe(state(&["new rules"])));
+        // A new file settles the same way.
+        assert!(!s.observe(state(&["new rules", "more"])));
+        assert!(s.observe(state(&["new rules", "more"])));
     }
 
     #[tokio::test]

@@ -197,6 +197,15 @@ def route_with(dir_: Path, rule_room: str) -> None:
     )
 
 
+async def wait_log_lines(log: Path, needle: str, count: int, timeout: float = 10.0) -> None:
+    """Waits (bounded) until `log` holds at least `count` lines containing `needle`."""
+    for _ in range(int(timeout / 0.1)):
+        if sum(needle in l for l in log.read_text(errors="replace").splitlines()) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} {needle!r} lines in {log}")
+
+
 def test_hot_reload_routes_new_calls_and_keeps_calls_in_progress(server: Server):
     async def main():
         with tempfile.TemporaryDirectory() as tmp:
@@ -225,7 +234,7 @@ def test_hot_reload_routes_new_calls_and_keeps_calls_in_progress(server: Server)
                     await call_alpha()
                     await wait_participants(lk, first, 1)
                     route_with(dp, second)
-                    await asyncio.sleep(1.0)
+                    await wait_log_lines(log, "dialplan reloaded", 1)
                     await call_alpha()
                     await wait_participants(lk, second, 1)
                     ps = await wait_participants(lk, first, 1)
@@ -234,7 +243,7 @@ def test_hot_reload_routes_new_calls_and_keeps_calls_in_progress(server: Server)
                     (dp / "10-test.toml").write_text(
                         '[[rule]]\nname = "alpha"\nmatch.called = "("\n[rule.action]\ntype = "room"\nroom = "x"\n'
                     )
-                    await asyncio.sleep(1.0)
+                    await wait_log_lines(log, "dialplan refused", 1)
                     await call_alpha()
                     ps = await wait_participants(lk, second, 2)
                     assert len(ps) == 2
