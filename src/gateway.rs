@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::call::capacity::{Capacity, Limits};
+use crate::call::capacity::Capacity;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::rooms::RoomService;
@@ -37,16 +37,9 @@ pub struct Running {
 
 /// The limits on new calls, reading the embedded room server's load when it runs.
 fn capacity(cfg: &Config, rooms: Option<RoomService>) -> Arc<Capacity> {
-    let c = &cfg.calls;
-    let limits = Limits {
-        max_concurrent: c.max_concurrent,
-        max_per_second: c.max_per_second,
-        max_scheduling_delay: c.max_scheduling_delay,
-        room_server_busy_limit: c.room_server_busy_limit,
-    };
-    info!(?limits, "call capacity limits");
+    info!(limits = ?cfg.calls, "call capacity limits");
     Arc::new(Capacity::new(
-        limits,
+        cfg.calls.clone(),
         Box::new(move || rooms.as_ref().map_or(0.0, RoomService::load)),
     ))
 }

@@ -12,20 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The limits (`[calls]` in the configuration); zero disables a limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    /// Calls in progress, SIP and H.323 together.
-    pub max_concurrent: usize,
-    /// New calls admitted per second (a burst of this many is allowed).
-    pub max_per_second: u32,
-    /// Refuse new calls while the gateway's tasks wait longer than this for a CPU
-    /// ([`scheduling_delay`]); zero: never.
-    pub max_scheduling_delay: Duration,
-    /// Refuse new calls while the embedded room server is busier than this share of its core
-    /// (it runs on one task); 0 or 1 and above: never.
-    pub room_server_busy_limit: f64,
-}
+use crate::config::CallsConfig;
 
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +85,7 @@ pub type LoadProbe = Box<dyn Fn() -> f64 + Send + Sync>;
 
 /// The limits and what holds them; shared by the fronts (`Arc`).
 pub struct Capacity {
-    limits: Limits,
+    limits: CallsConfig,
     held: AtomicUsize,
     /// Token bucket: tokens left and when it was last filled.
     bucket: Mutex<(f64, Option<Instant>)>,
@@ -106,27 +93,14 @@ pub struct Capacity {
 }
 
 impl Capacity {
-    /// Capacity with `limits`, reading the room server's load from `load`.
-    pub fn new(limits: Limits, load: LoadProbe) -> Self {
+    /// Capacity with `limits` (zero disables one), reading the room server's load from `load`.
+    pub fn new(limits: CallsConfig, load: LoadProbe) -> Self {
         Self {
+            bucket: Mutex::new((f64::from(limits.max_per_second), None)),
             limits,
             held: AtomicUsize::new(0),
-            bucket: Mutex::new((f64::from(limits.max_per_second), None)),
             load,
         }
-    }
-
-    /// Capacity without limits (tests, tools).
-    pub fn unlimited() -> Self {
-        Self::new(
-            Limits {
-                max_concurrent: 0,
-                max_per_second: 0,
-                max_scheduling_delay: Duration::ZERO,
-                room_server_busy_limit: 0.0,
-            },
-            Box::new(|| 0.0),
-        )
     }
 
     /// Calls admitted and not ended yet.
@@ -247,7 +221,7 @@ mod tests {
 
     fn capacity(max_concurrent: usize, max_per_second: u32, busy: f64) -> Arc<Capacity> {
         Arc::new(Capacity::new(
-            Limits {
+            CallsConfig {
                 max_concurrent,
                 max_per_second,
                 max_scheduling_delay: Duration::ZERO,
@@ -304,7 +278,7 @@ mod tests {
         let load = Arc::new(AtomicU32::new(500));
         let probe = load.clone();
         let c = Arc::new(Capacity::new(
-            Limits {
+            CallsConfig {
                 max_concurrent: 0,
                 max_per_second: 0,
                 max_scheduling_delay: Duration::ZERO,
@@ -323,7 +297,7 @@ mod tests {
     #[test]
     fn a_late_scheduler_refuses_new_calls_until_it_catches_up() {
         let c = Arc::new(Capacity::new(
-            Limits {
+            CallsConfig {
                 max_concurrent: 0,
                 max_per_second: 0,
                 max_scheduling_delay: Duration::from_millis(20),
