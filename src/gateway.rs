@@ -112,14 +112,19 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         } else {
             cfg.livekit.url.clone()
         };
-        let plan = load_dialplan(&cfg.dialplan.dir)?;
-        let handle = crate::dialplan::reload::DialplanHandle::new(plan);
-        if !cfg.dialplan.reload_interval.is_zero() {
-            crate::dialplan::reload::spawn_watch(
+        // The watcher takes the directory's state before the plan is loaded: a file still being
+        // written when the gateway starts is then seen changing, and reloaded once complete.
+        let handle = crate::dialplan::reload::DialplanHandle::default();
+        let watcher = (!cfg.dialplan.reload_interval.is_zero()).then(|| {
+            crate::dialplan::reload::watch(
                 cfg.dialplan.dir.clone(),
                 cfg.dialplan.reload_interval,
                 handle.clone(),
-            );
+            )
+        });
+        handle.swap(load_dialplan(&cfg.dialplan.dir)?);
+        if let Some(w) = watcher {
+            tokio::spawn(w);
         }
         spawn_scheduling_probe();
         let capacity = capacity(cfg, rooms.clone());

@@ -20,7 +20,8 @@
 //! #     "[[rule]]\nname = \"rooms\"\nmatch.called = '(?P<room>[a-z0-9-]+)'\n\
 //! #      action = { type = \"room\", room = \"{room}\" }\n",
 //! # )?;
-//! // At start-up (an error names file:line:col); then `reload::spawn_watch` keeps it current.
+//! // At start-up (an error names file:line:col); then `reload::watch` keeps it current
+//! // (create it before this load, so that an edit during the load is seen as a change).
 //! let handle = DialplanHandle::new(Dialplan::load_dir(dir.path())?);
 //! // For each new call, the plan in force (calls in progress keep the one they had).
 //! let req = RouteRequest::sip("sip:demo@gw.example.org", "sip:alice@example.org");
