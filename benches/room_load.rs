@@ -8,7 +8,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, free_port, http_get, Guard};
+use common::{cpu_seconds, free_port, http_get, Guard, TALKING};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
@@ -227,7 +227,7 @@ fn run_jonction(a: &Args) -> Figures {
                         _ = tick.tick() => if published {
                             n += 1;
                             let time = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
-                            if link.client().write("mic", "opus", Instant::now(), time, payload.clone()).is_ok() {
+                            if link.client().write("mic", "opus", Instant::now(), time, payload.clone(), Some(TALKING)).is_ok() {
                                 sent.fetch_add(1, Ordering::Relaxed);
                             }
                             link.flush();

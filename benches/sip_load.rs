@@ -17,7 +17,7 @@
 mod common;
 use common::{
     browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, metric, quantiles,
-    spawn_gateway, split_room_server, udp_drops, ulaw_wav, ROOM_SERVER_BUSY,
+    spawn_gateway, split_room_server, udp_drops, ulaw_wav, ROOM_SERVER_BUSY, TALKING,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -131,7 +131,7 @@ fn main() {
                         last = at;
                         let time = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
                         let p = packets[(n % 50) as usize].clone();
-                        let _ = link.client().write("mic", "opus", Instant::now(), time, p);
+                        let _ = link.client().write("mic", "opus", Instant::now(), time, p, Some(TALKING));
                         link.flush();
                     },
                     ev = link.next_event() => match ev {

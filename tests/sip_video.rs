@@ -247,7 +247,7 @@ async fn keyframe_requests_cross_the_gateway_both_ways() {
                     v
                 };
                 let t = MediaTime::new(n as u64 * 3000, Frequency::NINETY_KHZ);
-                if viewer.client().write("cam", "h264", Instant::now(), t, unit).is_ok() {
+                if viewer.client().write("cam", "h264", Instant::now(), t, unit, None).is_ok() {
                     viewer.flush();
                 }
                 // Once the device's video flows and no PLI came for 1.5 s (the gateway's own

@@ -140,6 +140,10 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The RFC 6464 level (-dBov) a room publisher's frames carry: someone talking, as a browser
+/// sends it.
+pub const TALKING: u8 = 20;
+
 /// The embedded room server's busy-time counter in /metrics (seconds).
 pub const ROOM_SERVER_BUSY: &str = "jonction_room_server_busy_seconds_total";
 

@@ -14,9 +14,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::media::codec::g711::Law;
 use crate::media::codec::{AudioDecoder, AudioEncoder, Codec, Decoder, Encoder};
 use crate::media::dtmf::{digit_packets, DtmfReceiver};
 use crate::media::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+use crate::media::level;
 use crate::media::mixer::Mixer;
 use crate::media::negotiated::{Negotiated, SrtpKeys};
 use crate::media::rtp::stats::NtpClock;
@@ -40,6 +42,8 @@ pub enum ToRoom {
         clock: u32,
         /// Encoded payload.
         payload: Vec<u8>,
+        /// Its RFC 6464 level (-dBov), for the room's active speaker detection.
+        level: Option<u8>,
     },
     /// A DTMF digit pressed on the device.
     Digit(char),
@@ -51,8 +55,8 @@ pub fn device_codec(n: &Negotiated) -> Option<Codec> {
 }
 
 enum Uplink {
-    /// Published as received.
-    Passthrough(&'static str),
+    /// Published as received, its level read on the way.
+    Passthrough(&'static str, Meter),
     /// G.722 → Opus at 16 kHz, or G.711 → Opus at 8 kHz (when the room does not take G.711 or
     /// Opus publishing is configured): no resampler; played out of a jitter buffer
     /// (reordering, loss concealment) before decoding.
@@ -66,6 +70,29 @@ enum Uplink {
         frame: usize,
         time: u64,
     },
+}
+
+/// How the level of a frame published as received is read.
+enum Meter {
+    /// Through the law's table, no decoding.
+    G711(Law),
+    /// By decoding it at 8 kHz, which is plenty for a level and the cheapest Opus decode.
+    Opus(Box<Decoder>),
+}
+
+impl Meter {
+    /// The level of one payload; `None` when it does not decode.
+    fn level(&mut self, payload: &[u8]) -> Option<u8> {
+        match self {
+            Meter::G711(law) => Some(level::of_g711(*law, payload)),
+            Meter::Opus(dec) => {
+                // Up to 120 ms at 8 kHz.
+                let mut pcm = [0i16; 960];
+                let n = dec.decode(payload, &mut pcm).ok()?;
+                Some(level::of_pcm(&pcm[..n]))
+            }
+        }
+    }
 }
 
 impl Uplink {
@@ -173,9 +200,11 @@ impl CallMedia {
             },
         );
         let uplink = match codec {
-            Codec::Pcmu => Uplink::Passthrough("PCMU"),
-            Codec::Pcma => Uplink::Passthrough("PCMA"),
-            Codec::Opus => Uplink::Passthrough("opus"),
+            Codec::Pcmu => Uplink::Passthrough("PCMU", Meter::G711(Law::Mu)),
+            Codec::Pcma => Uplink::Passthrough("PCMA", Meter::G711(Law::A)),
+            Codec::Opus => {
+                Uplink::Passthrough("opus", Meter::Opus(Box::new(Codec::Opus.decoder(8000)?)))
+            }
             Codec::G722 => Uplink::transcode(now, Codec::G722, 16_000)?,
         };
         Ok(Self {
@@ -219,7 +248,7 @@ impl CallMedia {
     /// Publishes a G.711 caller as Opus from now on (decode + Opus encode at 8 kHz) instead of
     /// unchanged. Other codecs keep their uplink.
     pub fn publish_as_opus(&mut self, now: Instant) -> Result<(), MediaError> {
-        if let (Codec::Pcmu | Codec::Pcma, Uplink::Passthrough(_)) = (self.codec, &self.uplink) {
+        if let (Codec::Pcmu | Codec::Pcma, Uplink::Passthrough(..)) = (self.codec, &self.uplink) {
             self.uplink = Uplink::transcode(now, self.codec, 8000)?;
         }
         Ok(())
@@ -228,7 +257,7 @@ impl CallMedia {
     /// The codec the caller's audio is published with (`PCMU`, `PCMA` or `opus`).
     pub fn published_codec(&self) -> &'static str {
         match &self.uplink {
-            Uplink::Passthrough(mime) => mime,
+            Uplink::Passthrough(mime, _) => mime,
             Uplink::Transcode { .. } => "opus",
         }
     }
@@ -247,7 +276,7 @@ impl CallMedia {
     pub fn uplink_jitter_stats(&self) -> Option<crate::media::jitter::JitterStats> {
         match &self.uplink {
             Uplink::Transcode { jb, .. } => Some(jb.stats()),
-            Uplink::Passthrough(_) => None,
+            Uplink::Passthrough(..) => None,
         }
     }
 
@@ -287,11 +316,12 @@ impl CallMedia {
             return out;
         }
         match &mut self.uplink {
-            Uplink::Passthrough(mime) => out.push(ToRoom::Frame {
+            Uplink::Passthrough(mime, meter) => out.push(ToRoom::Frame {
                 mime,
                 time: u64::from(pkt.timestamp()),
                 clock: self.codec.rtp_clock_rate(),
                 payload: pkt.payload().to_vec(),
+                level: meter.level(pkt.payload()),
             }),
             Uplink::Transcode { jb, .. } => {
                 jb.push(now, pkt.ssrc(), rx.seq, pkt.timestamp(), pkt.payload());
@@ -328,6 +358,7 @@ impl CallMedia {
         while pcm.len() >= *frame {
             let mut bytes = [0u8; 400];
             let encoded = enc.encode(&pcm[..*frame], &mut bytes);
+            let level = level::of_pcm(&pcm[..*frame]);
             pcm.drain(..*frame);
             if let Ok(len) = encoded {
                 *time += 960;
@@ -336,6 +367,7 @@ impl CallMedia {
                     time: *time,
                     clock: 48_000,
                     payload: bytes[..len].to_vec(),
+                    level: Some(level),
                 });
             }
         }
@@ -735,8 +767,21 @@ mod tests {
                 mime: "PCMU",
                 time: 160,
                 clock: 8000,
-                payload: vec![0x55; 160]
+                payload: vec![0x55; 160],
+                level: Some(level::of_g711(Law::Mu, &[0x55; 160])),
             }]
+        );
+        // µ-law silence is published as silence.
+        let out = m.handle_datagram(t0, from, &rtp(0, 2, 320, &[0xff; 160]));
+        assert!(
+            matches!(
+                out[..],
+                [ToRoom::Frame {
+                    level: Some(level::SILENCE),
+                    ..
+                }]
+            ),
+            "{out:?}"
         );
         let stranger: SocketAddr = "198.51.100.1:40000".parse().expect("addr");
         assert!(m
@@ -827,11 +872,18 @@ mod tests {
                 mime: "opus",
                 clock: 48_000,
                 payload,
+                level,
                 ..
             } = f
             else {
                 panic!("not Opus: {f:?}");
             };
+            // The tone's level (a 9000 peak sine is -14 dBov), measured before encoding; the
+            // jitter buffer's first frames are silence.
+            assert!(
+                matches!(level, Some(14) | Some(level::SILENCE)),
+                "level {level:?}"
+            );
             let mut out = [0i16; 5760];
             let n = dec.decode(payload, &mut out).expect("decode");
             pcm.extend_from_slice(&out[..n]);
@@ -842,6 +894,54 @@ mod tests {
         let crossings = half.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
         let hz = crossings as f64 / 2.0 / (half.len() as f64 / 48_000.0);
         assert!((hz - 440.0).abs() < 20.0, "{hz} Hz");
+    }
+
+    /// An Opus caller is published as received, with the level of what it said.
+    #[test]
+    fn opus_published_unchanged_carries_its_level() {
+        let t0 = Instant::now();
+        let n = negotiated("opus", 111, 48_000);
+        let mut m =
+            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let mut enc = Codec::Opus.encoder(48_000).expect("encoder");
+        let mut levels = Vec::new();
+        for i in 0..25u32 {
+            // Loud for 10 frames, then silent.
+            let amplitude = if i < 10 { 9000.0 } else { 0.0 };
+            let pcm: Vec<i16> = (0..960)
+                .map(|k| {
+                    let t = (k + 960 * i) as f32 / 48_000.0;
+                    ((t * 2.0 * std::f32::consts::PI * 440.0).sin() * amplitude) as i16
+                })
+                .collect();
+            let mut b = [0u8; 400];
+            let len = enc.encode(&pcm, &mut b).expect("encode");
+            let f = rtp(111, i as u16 + 1, 960 * (i + 1), &b[..len]);
+            for out in m.handle_datagram(t0 + FRAME * i, from, &f) {
+                let ToRoom::Frame {
+                    mime: "opus",
+                    payload,
+                    level,
+                    ..
+                } = out
+                else {
+                    panic!("not Opus: {out:?}");
+                };
+                assert_eq!(payload, &b[..len], "published unchanged");
+                levels.push(level.expect("a level"));
+            }
+        }
+        assert_eq!(levels.len(), 25);
+        // Past the codec's start-up, the tone measures about -14 dBov, voice; silence is not.
+        assert!(
+            levels[3..10].iter().all(|&l| (13..=16).contains(&l)),
+            "{levels:?}"
+        );
+        assert!(
+            levels[15..].iter().all(|&l| !level::is_voice(l)),
+            "{levels:?}"
+        );
     }
 
     /// The room's Opus frame number `n` (48 kHz, 20 ms) from one track.

@@ -673,9 +673,9 @@ fn drain_video(
             }
             VideoOutput::RoomFrame { time, data } => {
                 let t = MediaTime::new(u64::from(time), Frequency::NINETY_KHZ);
-                if let Err(e) = link
-                    .client()
-                    .write(VIDEO_TRACK, "h264", Instant::now(), t, data)
+                if let Err(e) =
+                    link.client()
+                        .write(VIDEO_TRACK, "h264", Instant::now(), t, data, None)
                 {
                     debug!(call = s.id.0, "video frame not written: {e}");
                 }
@@ -891,12 +891,13 @@ fn to_room(link: &mut RoomLink, evs: Vec<ToRoom>, rec: &mut CallRecord) {
                 time,
                 clock,
                 payload,
+                level,
             } => {
                 let freq = Frequency::new(clock).unwrap_or(Frequency::EIGHT_KHZ);
                 let t = MediaTime::new(time, freq);
                 if link
                     .client()
-                    .write(CALLER_TRACK, mime, Instant::now(), t, payload)
+                    .write(CALLER_TRACK, mime, Instant::now(), t, payload, level)
                     .is_ok()
                 {
                     rec.frames_to_room += 1;

@@ -23,7 +23,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTi
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc, RtcConfig};
 
-use crate::media::peer_connection;
+use crate::media::{level, peer_connection};
 
 /// Client-side settings.
 #[derive(Debug, Clone)]
@@ -432,7 +432,9 @@ impl RoomClient {
     }
 
     /// Writes one media frame of a published track (`time` in the codec's clock), captured at
-    /// `wallclock` (now, for a frame being relayed); its packets are ready at once.
+    /// `wallclock` (now, for a frame being relayed); its packets are ready at once. An audio
+    /// frame's `level` (RFC 6464, -dBov) goes in its header extension, which the room's active
+    /// speaker detection reads.
     pub fn write(
         &mut self,
         cid: &str,
@@ -440,6 +442,7 @@ impl RoomClient {
         wallclock: Instant,
         time: MediaTime,
         data: impl Into<Arc<[u8]>>,
+        level: Option<u8>,
     ) -> Result<(), ClientError> {
         let mid = self
             .tracks
@@ -457,6 +460,10 @@ impl RoomClient {
             .find(|p| p.spec().codec.to_string().eq_ignore_ascii_case(mime))
             .map(|p| p.pt())
             .ok_or_else(|| ClientError::NotPublished(format!("{cid} ({mime} not negotiated)")))?;
+        let writer = match level {
+            Some(l) => writer.audio_level(-(l.min(level::SILENCE) as i8), level::is_voice(l)),
+            None => writer,
+        };
         writer.write(pt, wallclock, time, data)?;
         self.drain_pc(true);
         Ok(())

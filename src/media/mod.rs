@@ -9,6 +9,7 @@
 //!   need no resampler.
 //! - [`mixer`]: sums N inputs into one frame, with mix-minus and per-input jitter slack.
 //! - [`dtmf_tone`]: in-band dual-tone generator for DTMF digits.
+//! - [`level`]: RFC 6464 audio levels of frames, for the rooms' active speaker detection.
 //! - [`rtp`]: RTP/RTCP wire formats, payload format names, receive statistics.
 //! - [`negotiated`]: what a device leg negotiated (SDP on SIP, logical channels on H.323): the
 //!   description the call core runs its streams from, whichever front produced it.
@@ -27,6 +28,7 @@ pub mod dtmf;
 pub mod dtmf_tone;
 pub mod h264;
 pub mod jitter;
+pub mod level;
 pub mod mixer;
 pub mod negotiated;
 pub mod peer_connection;

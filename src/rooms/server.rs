@@ -27,6 +27,7 @@ use super::ids;
 use super::participant::{Channels, ConnId, Participant, Pc, PcSide};
 use super::speakers::SpeakerDetector;
 use super::track::{DownState, DownTrack, LayerWish, PublishedTrack};
+use crate::media::level::is_voice;
 use crate::media::peer_connection;
 use crate::token::JoinGrant;
 
@@ -1300,7 +1301,9 @@ impl RoomServer {
             };
             let time = d.clock.map(data.time, step);
             let writer = match level {
-                Some(l) if kind == MediaKind::Audio => writer.audio_level(l, l > -40),
+                Some(l) if kind == MediaKind::Audio => {
+                    writer.audio_level(l, is_voice(l.unsigned_abs()))
+                }
                 _ => writer,
             };
             if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {

@@ -1,13 +1,13 @@
 //! Active speaker detection from the RFC 6464 audio level header extension.
 //!
 //! Each audio packet's level (0 = loudest, 127 = silence, in -dBov) is sampled; every interval a
-//! participant is "speaking" when at least `MIN_LOUD_FRACTION` of its packets were louder than
-//! `ACTIVE_LEVEL_DBOV`. Only changes are announced, as LiveKit's `SpeakersChanged` does.
+//! participant is "speaking" when at least `MIN_LOUD_FRACTION` of its packets were voice
+//! ([`is_voice`]). Only changes are announced, as LiveKit's `SpeakersChanged` does.
 
 use std::collections::HashMap;
 
-/// Louder than this (in -dBov) counts as voice.
-pub(crate) const ACTIVE_LEVEL_DBOV: u8 = 40;
+use crate::media::level::is_voice;
+
 /// Fraction of loud packets in an interval for a participant to count as speaking.
 pub(crate) const MIN_LOUD_FRACTION: f32 = 0.3;
 
@@ -34,7 +34,7 @@ impl SpeakerDetector {
     pub fn record(&mut self, participant_sid: &str, level: u8) {
         let w = self.window.entry(participant_sid.to_string()).or_default();
         w.packets += 1;
-        if level <= ACTIVE_LEVEL_DBOV {
+        if is_voice(level) {
             w.loud += 1;
             w.linear_sum += 10f32.powf(-(level as f32) / 20.0);
         }

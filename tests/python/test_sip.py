@@ -19,7 +19,7 @@ import pytest
 from livekit import rtc
 
 from conftest import ARTIFACTS, REPO, Server
-from test_rooms import Rooms, collect_audio, dominant_frequency, run
+from test_rooms import Rooms, Waiter, collect_audio, dominant_frequency, run
 
 SIPP = shutil.which("sipp")
 SCENARIOS = REPO / "tests" / "sip" / "scenarios"
@@ -111,6 +111,46 @@ def test_pcmu_tone_from_sipp_is_heard_in_the_room(server: Server, scenario: str)
         assert r["end_cause"] == "caller-bye" and r["codec"].upper() == "PCMU", r
         assert r["rtp_in"] > 200 and r["frames_to_room"] > 200, r
         assert r["rtp_lost"] == 0 and 0 <= r["jitter_ms"] < 50, r
+
+    run(main())
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) is not installed")
+def test_a_talking_caller_is_an_active_speaker_and_silence_ends_it(server: Server):
+    """The caller's audio carries RFC 6464 levels into the room, so rooms see a phone caller speak:
+    sipp plays 3 s of a PCMU tone then 5 s of PCMU silence (still sent); a livekit client in the
+    room is told the SIP participant is an active speaker during the tone, and no longer one
+    during the silence, while the call goes on."""
+    room = f"speaker-{secrets.token_hex(3)}"
+
+    def is_sip(p) -> bool:
+        return p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
+
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            tmpd = Path(tmp)
+            wav = tmpd / "tone_then_silence.wav"
+            subprocess.run(
+                ["sox", "-n", "-r", "8000", "-c", "1", "-e", "u-law", str(wav),
+                 "synth", "3", "sine", "440", "vol", "0.3", "pad", "0", "5"],
+                check=True, timeout=20,
+            )
+            async with Rooms(server) as rooms:
+                listener_obj = rtc.Room()
+                speaking = Waiter(listener_obj, "active_speakers_changed", lambda sp: any(is_sip(p) for p in sp))
+                await rooms.connect(room, "listener", room_obj=listener_obj)
+                sipp = sipp_call(server, room, wav, 9.0, tmpd)
+                try:
+                    await speaking.wait("the SIP caller speaking (its tone)", timeout=15)
+                    quiet = Waiter(listener_obj, "active_speakers_changed", lambda sp: not any(is_sip(p) for p in sp))
+                    await quiet.wait("the SIP caller silent (its PCMU silence)", timeout=10)
+                    # The turn ended with the silence, not with the caller leaving.
+                    in_room = [p for p in listener_obj.remote_participants.values() if is_sip(p)]
+                    assert in_room and sipp.poll() is None, "the call ended before its silence was seen"
+                finally:
+                    rc = await asyncio.to_thread(sipp.wait, 40)
+                err = sipp.stderr.read().decode(errors="replace") if sipp.stderr else ""
+                assert rc == 0, f"sipp failed ({rc}): {err[-800:]}"
 
     run(main())
 

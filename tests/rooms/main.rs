@@ -117,7 +117,7 @@ async fn publish_subscribe_data_and_leave() {
             _ = tick.tick() => {
                 n += 1;
                 let t = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
-                a.client().write("mic", "opus", Instant::now(), t, payload.clone()).expect("write");
+                a.client().write("mic", "opus", Instant::now(), t, payload.clone(), None).expect("write");
                 a.flush();
             }
             ev = a.next_event() => { ev.expect("alice link"); }
@@ -477,7 +477,7 @@ async fn h264_video_and_keyframe_requests() {
                 let unit = units[n % units.len()].clone();
                 let t = MediaTime::new(n as u64 * 3600, Frequency::NINETY_KHZ);
                 n += 1;
-                a.client().write("cam", "h264", Instant::now(), t, unit).expect("write");
+                a.client().write("cam", "h264", Instant::now(), t, unit, None).expect("write");
                 a.flush();
             }
             ev = a.next_event() => {
