@@ -111,6 +111,11 @@ impl Admission {
         })
     }
 
+    /// The capacity limit a new call would meet now, if any (see [`Capacity::full_now`]).
+    pub fn full_now(&self) -> Option<Full> {
+        self.capacity.full_now()
+    }
+
     /// The dialplan in force.
     pub fn plan(&self) -> &DialplanHandle {
         &self.plan

@@ -126,14 +126,33 @@ impl Capacity {
         r
     }
 
-    fn check(self: &Arc<Self>, now: Instant) -> Result<CallSlot, Full> {
+    /// The limit a new call would meet now, if any, without taking a place or counting a
+    /// refusal: what an OPTIONS ping is answered from. The attempt rate is left out, since it
+    /// is about the calls themselves.
+    pub fn full_now(&self) -> Option<Full> {
+        if let Some(full) = self.overloaded() {
+            return Some(full);
+        }
+        let max = self.limits.max_concurrent;
+        (max != 0 && self.held() >= max).then_some(Full::Concurrent)
+    }
+
+    /// The overload limit the gateway is beyond, if any.
+    fn overloaded(&self) -> Option<Full> {
         let lag = self.limits.max_scheduling_delay;
         if !lag.is_zero() && scheduling_delay() > lag {
-            return Err(Full::SchedulingDelay);
+            return Some(Full::SchedulingDelay);
         }
         let busy = self.limits.room_server_busy_limit;
         if busy > 0.0 && busy < 1.0 && (self.load)() > busy {
-            return Err(Full::RoomServerBusy);
+            return Some(Full::RoomServerBusy);
+        }
+        None
+    }
+
+    fn check(self: &Arc<Self>, now: Instant) -> Result<CallSlot, Full> {
+        if let Some(full) = self.overloaded() {
+            return Err(full);
         }
         // Take the place first, so that two fronts racing for the last one cannot both win.
         let max = self.limits.max_concurrent;
@@ -236,11 +255,14 @@ mod tests {
         let c = capacity(2, 0, 0.0);
         let now = Instant::now();
         let a = c.admit(now).expect("first");
+        assert_eq!(c.full_now(), None);
         let _b = c.admit(now).expect("second");
+        assert_eq!(c.full_now(), Some(Full::Concurrent));
         assert_eq!(c.admit(now).unwrap_err(), Full::Concurrent);
         assert_eq!(c.held(), 2);
         drop(a);
         assert_eq!(c.held(), 1);
+        assert_eq!(c.full_now(), None);
         assert!(c.admit(now).is_ok());
     }
 
@@ -253,8 +275,9 @@ mod tests {
             c.admit(t0).expect("within the burst");
         }
         assert_eq!(c.admit(t0).unwrap_err(), Full::Rate);
-        // A refused attempt holds no place.
+        // A refused attempt holds no place, and the rate is not a state a ping reports.
         assert_eq!(c.held(), 0);
+        assert_eq!(c.full_now(), None);
         assert_eq!(
             c.admit(t0 + Duration::from_millis(100)).unwrap_err(),
             Full::Rate
@@ -289,8 +312,10 @@ mod tests {
         let now = Instant::now();
         assert!(c.admit(now).is_ok());
         load.store(950, Ordering::Relaxed);
+        assert_eq!(c.full_now(), Some(Full::RoomServerBusy));
         assert_eq!(c.admit(now).unwrap_err(), Full::RoomServerBusy);
         load.store(700, Ordering::Relaxed);
+        assert_eq!(c.full_now(), None);
         assert!(c.admit(now).is_ok());
     }
 

@@ -19,6 +19,7 @@ use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
 use super::validate::{response_to, GATEWAY};
 use crate::call::admission::{Admission, Admitted, Caller, Decision, Refusal};
+use crate::call::capacity::Full;
 use crate::call::{
     self, first_local_ip, room_bind_ip, CallId, CallSetup, FromCall, HangupCause, ToCall,
 };
@@ -247,7 +248,16 @@ impl SipFront {
         match method.as_str() {
             "INVITE" => self.invite(key, msg, peer),
             "OPTIONS" => {
-                let mut r = response_to(&msg, 200, "OK", &self.ep.token());
+                // RFC 3261 §11.2: the status an INVITE would get now, so that a trunk's pings
+                // steer calls elsewhere while the gateway is full.
+                let mut r = match self.ctx.admission.full_now() {
+                    Some(full) => {
+                        let mut r = response_to(&msg, 503, "Service Unavailable", &self.ep.token());
+                        push_capacity_headers(&mut r, full);
+                        r
+                    }
+                    None => response_to(&msg, 200, "OK", &self.ep.token()),
+                };
                 r.headers.push(h("Allow", GATEWAY.allowed.join(", ")));
                 r.headers.push(h("Accept", "application/sdp"));
                 r.headers.push(h("Supported", "timer"));
@@ -326,15 +336,7 @@ impl SipFront {
             }) => {
                 let mut r = response_to(&msg, sip_code, &reason, &tag);
                 match full {
-                    // RFC 3261 §21.5.4: a trunk may try another gateway, or this one later.
-                    Some(full) => {
-                        r.headers
-                            .push(h("Retry-After", full.retry_after().as_secs().to_string()));
-                        r.headers.push(h(
-                            "Reason",
-                            format!("Q.850;cause={};text=\"{}\"", full.q850(), full.as_str()),
-                        ));
-                    }
+                    Some(full) => push_capacity_headers(&mut r, full),
                     None => {
                         info!(call = id.0, %called, sip_code, %reason, "call refused by the dialplan")
                     }
@@ -1004,6 +1006,17 @@ fn refresh_timer(c: &mut CallEntry, req: &Message, resp: &mut Message, default: 
         t.refreshed(now());
         c.timer = Some(t);
     }
+}
+
+/// Retry-After and a Q.850 Reason on a response refusing for capacity: RFC 3261 §21.5.4, a
+/// trunk may try another gateway, or this one later.
+fn push_capacity_headers(r: &mut Message, full: Full) {
+    r.headers
+        .push(h("Retry-After", full.retry_after().as_secs().to_string()));
+    r.headers.push(h(
+        "Reason",
+        format!("Q.850;cause={};text=\"{}\"", full.q850(), full.as_str()),
+    ));
 }
 
 fn h(name: &str, value: impl Into<String>) -> Header {

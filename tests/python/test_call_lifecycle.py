@@ -269,8 +269,9 @@ def test_reinvite_glare_gets_491_and_both_sides_retry(server: Server):
 def test_capacity_limit_refuses_new_calls_and_frees_places_as_calls_end(server: Server):
     """With calls.max_concurrent = 1 (a second instance), a call in progress fills the gateway:
     a second SIP call gets 503 with Retry-After and a Q.850 Reason, an H.323 call gets
-    ReleaseComplete with cause 34 (no circuit/channel available), the call in progress is left
-    alone, and once it ends a new call is answered. /metrics counts the refusals."""
+    ReleaseComplete with cause 34 (no circuit/channel available), an OPTIONS ping gets the 503 an
+    INVITE would (RFC 3261 §11.2), the call in progress is left alone, and once it ends a new
+    call is answered and OPTIONS gets 200 again. /metrics counts the refusals (not the pings)."""
     srv = launch(
         http_port=7950,
         udp_port=7952,
@@ -291,6 +292,10 @@ def test_capacity_limit_refuses_new_calls_and_frees_places_as_calls_end(server: 
                 assert 'Reason: Q.850;cause=34;text="max_concurrent"' in refusal, refusal
             finally:
                 second.close()
+            assert options_status(srv, room)[0] == 503
+            ping = options_status(srv, room)[1]
+            assert "\r\nRetry-After: 5\r\n" in ping and "Allow: " in ping, ping
+            assert 'Reason: Q.850;cause=34;text="max_concurrent"' in ping, ping
             caller = start_caller(srv, f"{room}-3", "tunnel")
             report = report_of(caller, 30)
             assert not report.get("connected"), report
@@ -309,6 +314,7 @@ def test_capacity_limit_refuses_new_calls_and_frees_places_as_calls_end(server: 
         deadline = time.monotonic() + 5
         while scrape(srv).get('jonction_calls_active{protocol="sip"}', 0) and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert options_status(srv, room)[0] == 200
         third = answer_call(srv, f"{room}-4")
         third.request("BYE")
         third.close()
@@ -318,6 +324,18 @@ def test_capacity_limit_refuses_new_calls_and_frees_places_as_calls_end(server: 
         assert m.get('jonction_sip_invite_final_responses_total{code="503"}') == 1, m
     finally:
         stop(srv)
+
+
+def options_status(srv: Server, room: str) -> tuple[int, str]:
+    """Sends an OPTIONS ping outside any dialog; the final status and response."""
+    uac = Uac(srv, room)
+    try:
+        uac.request("OPTIONS")
+        rs = uac.responses()
+        assert rs, "no response to the OPTIONS"
+        return rs[-1]
+    finally:
+        uac.close()
 
 
 def invite_status(srv: Server, room: str) -> tuple[int, str]:
