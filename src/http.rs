@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tower_http::services::ServeDir;
 
+use crate::prometheus::{self, Kind};
 use crate::rooms::service::ConnEvent;
 use crate::rooms::signal::{self, Encoding, Frame};
 use crate::rooms::{JoinRequest, RoomService};
@@ -73,14 +74,9 @@ async fn readyz(State(st): State<AppState>) -> Response {
 
 /// Prometheus text exposition: calls, SIP, the room server's counters, media latencies.
 async fn metrics(State(st): State<AppState>) -> Response {
-    use std::fmt::Write;
     let mut out = String::new();
     let ready = st.ready.load(Ordering::Relaxed) as u8;
-    let _ = writeln!(
-        out,
-        "# HELP jonction_ready 1 when serving.\n# TYPE jonction_ready gauge"
-    );
-    let _ = writeln!(out, "jonction_ready {ready}");
+    prometheus::single(&mut out, "jonction_ready", "1 when serving.", Kind::Gauge, ready);
     crate::call::metrics::write_prometheus(&mut out);
     crate::call::capacity::write_prometheus(&mut out);
     crate::sip::metrics::write_prometheus(&mut out);
@@ -98,7 +94,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            prometheus::single(&mut out, name, help, Kind::Gauge, v);
         }
         let counters = [
             (
@@ -133,18 +129,15 @@ async fn metrics(State(st): State<AppState>) -> Response {
             ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            prometheus::single(&mut out, name, help, Kind::Counter, v);
         }
-        let _ = writeln!(
-            out,
-            "# HELP jonction_room_server_busy_seconds_total Time the embedded room server spent \
-             working (one task: a rate near 1 means it is saturated).\n\
-             # TYPE jonction_room_server_busy_seconds_total counter\n\
-             jonction_room_server_busy_seconds_total {:.6}",
-            snap.busy.as_secs_f64()
+        prometheus::single(
+            &mut out,
+            "jonction_room_server_busy_seconds_total",
+            "Time the embedded room server spent working (one task: a rate near 1 means it is \
+             saturated).",
+            Kind::Counter,
+            format_args!("{:.6}", snap.busy.as_secs_f64()),
         );
         write_histogram(
             &mut out,
@@ -182,18 +175,18 @@ async fn metrics(State(st): State<AppState>) -> Response {
 
 /// Prometheus text of a latency histogram.
 fn write_histogram(out: &mut String, name: &str, help: &str, h: &crate::rooms::latency::Histogram) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    prometheus::family(out, name, help, Kind::Histogram);
+    let bucket = format!("{name}_bucket");
     for (le, c) in h.cumulative() {
         let le = if le == u64::MAX {
             "+Inf".to_string()
         } else {
             format!("{}", le as f64 / 1e6)
         };
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
+        prometheus::sample(out, &bucket, Some(("le", &le)), c);
     }
-    let _ = writeln!(out, "{name}_sum {}", h.sum_us() as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {}", h.count());
+    prometheus::sample(out, &format!("{name}_sum"), None, h.sum_us() as f64 / 1e6);
+    prometheus::sample(out, &format!("{name}_count"), None, h.count());
 }
 
 async fn index(State(st): State<AppState>) -> Response {

@@ -8,6 +8,7 @@
 //! - [`rooms`]: the embedded room server (sans-IO core + tokio shell);
 //! - [`sip`]: the SIP protocol core: messages, validation, transactions, endpoint, SDP;
 //! - [`http`]: the HTTP/WebSocket listener (signalling, web page, health);
+//! - [`prometheus`]: the text format `/metrics` is written in;
 //! - [`gateway`]: process wiring for `jonction run` (start, readiness, graceful shutdown);
 //! - [`logging`]: tracing set-up;
 //! - [`media`]: the media plane of a call leg (codecs, mixer, RTP/RTCP, jitter buffer, DTMF),
@@ -36,6 +37,7 @@ pub mod livekit;
 pub mod logging;
 pub mod media;
 pub mod pin;
+pub mod prometheus;
 pub mod prompt;
 pub mod rooms;
 pub mod sip;

@@ -7,12 +7,12 @@
 //!
 //! An admitted call holds a [`CallSlot`] until it ends; dropping the slot frees its place.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::CallsConfig;
+use crate::prometheus::{family, sample, single, Kind};
 
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,25 +211,23 @@ impl std::fmt::Debug for CallSlot {
 
 /// Appends the refusal counters and the scheduling delay in the Prometheus text format.
 pub fn write_prometheus(out: &mut String) {
-    let _ = writeln!(
+    single(
         out,
-        "# HELP jonction_scheduling_delay_seconds How late the gateway's tasks lately got a CPU.\n\
-         # TYPE jonction_scheduling_delay_seconds gauge\n\
-         jonction_scheduling_delay_seconds {}",
-        scheduling_delay().as_secs_f64()
+        "jonction_scheduling_delay_seconds",
+        "How late the gateway's tasks lately got a CPU.",
+        Kind::Gauge,
+        scheduling_delay().as_secs_f64(),
     );
-    let _ = writeln!(
+    let refused = "jonction_calls_refused_total";
+    family(
         out,
-        "# HELP jonction_calls_refused_total Calls refused by a capacity limit ([calls]).\n\
-         # TYPE jonction_calls_refused_total counter"
+        refused,
+        "Calls refused by a capacity limit ([calls]).",
+        Kind::Counter,
     );
     for f in Full::ALL {
         let n = REFUSED[f as usize].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "jonction_calls_refused_total{{limit=\"{}\"}} {n}",
-            f.as_str()
-        );
+        sample(out, refused, Some(("limit", f.as_str())), n);
     }
 }
 

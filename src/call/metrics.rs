@@ -2,11 +2,11 @@
 //! cause, and call records that could not be written (each one is a call lost to billing and
 //! support, so it must page somebody).
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::HangupCause;
 use crate::dialplan::Protocol;
+use crate::prometheus::{family, sample, single, Kind};
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Sip, Protocol::H323];
 static ACTIVE: [AtomicI64; PROTOCOLS.len()] = [const { AtomicI64::new(0) }; PROTOCOLS.len()];
@@ -53,33 +53,29 @@ pub fn record_failed() {
 
 /// Appends the call metrics in the Prometheus text format.
 pub fn write_prometheus(out: &mut String) {
-    let _ = writeln!(
-        out,
-        "# HELP jonction_calls_active Calls in progress.\n# TYPE jonction_calls_active gauge"
-    );
+    let active = "jonction_calls_active";
+    family(out, active, "Calls in progress.", Kind::Gauge);
     for p in PROTOCOLS {
         let n = ACTIVE[slot(p)].load(Ordering::Relaxed).max(0);
-        let _ = writeln!(out, "jonction_calls_active{{protocol=\"{p}\"}} {n}");
+        sample(out, active, Some(("protocol", &p.to_string())), n);
     }
-    let _ = writeln!(
+    let ended = "jonction_calls_ended_total";
+    family(
         out,
-        "# HELP jonction_calls_ended_total Calls ended, by end cause (as in the call records).\n\
-         # TYPE jonction_calls_ended_total counter"
+        ended,
+        "Calls ended, by end cause (as in the call records).",
+        Kind::Counter,
     );
     for c in HangupCause::ALL {
         let n = ENDED[c as usize].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "jonction_calls_ended_total{{cause=\"{}\"}} {n}",
-            c.as_str()
-        );
+        sample(out, ended, Some(("cause", c.as_str())), n);
     }
-    let _ = writeln!(
+    single(
         out,
-        "# HELP jonction_call_records_failed_total Call records that could not be written.\n\
-         # TYPE jonction_call_records_failed_total counter\n\
-         jonction_call_records_failed_total {}",
-        RECORDS_FAILED.load(Ordering::Relaxed)
+        "jonction_call_records_failed_total",
+        "Call records that could not be written.",
+        Kind::Counter,
+        RECORDS_FAILED.load(Ordering::Relaxed),
     );
 }
 

@@ -3,8 +3,9 @@
 //! unrouted, 403 barred, 488 no common codec, 487 cancelled, 503 overload… — and the messages
 //! refused as malformed or dropped as garbage.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::prometheus::{family, sample, single, Kind};
 
 /// Final statuses 200..=699, by `status - 200`.
 static INVITE_FINAL: [AtomicU64; 500] = [const { AtomicU64::new(0) }; 500];
@@ -29,34 +30,32 @@ pub fn refused(status: u16) {
 
 /// Appends the SIP metrics in the Prometheus text format.
 pub fn write_prometheus(out: &mut String) {
-    let _ = writeln!(
+    let finals = "jonction_sip_invite_final_responses_total";
+    family(
         out,
-        "# HELP jonction_sip_invite_final_responses_total Final responses to call attempts \
-         (initial INVITEs), by status.\n# TYPE jonction_sip_invite_final_responses_total counter"
+        finals,
+        "Final responses to call attempts (initial INVITEs), by status.",
+        Kind::Counter,
     );
     for (i, n) in INVITE_FINAL.iter().enumerate() {
         let n = n.load(Ordering::Relaxed);
         if n > 0 {
-            let code = i + 200;
-            let _ = writeln!(
-                out,
-                "jonction_sip_invite_final_responses_total{{code=\"{code}\"}} {n}"
-            );
+            sample(out, finals, Some(("code", &(i + 200).to_string())), n);
         }
     }
-    let _ = writeln!(
+    single(
         out,
-        "# HELP jonction_sip_messages_refused_total SIP messages refused as malformed (answered \
-         with an error).\n# TYPE jonction_sip_messages_refused_total counter\n\
-         jonction_sip_messages_refused_total {}",
-        REFUSED.load(Ordering::Relaxed)
+        "jonction_sip_messages_refused_total",
+        "SIP messages refused as malformed (answered with an error).",
+        Kind::Counter,
+        REFUSED.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
+    single(
         out,
-        "# HELP jonction_sip_datagrams_dropped_total Datagrams dropped as not SIP or not \
-         answerable.\n# TYPE jonction_sip_datagrams_dropped_total counter\n\
-         jonction_sip_datagrams_dropped_total {}",
-        DROPPED.load(Ordering::Relaxed)
+        "jonction_sip_datagrams_dropped_total",
+        "Datagrams dropped as not SIP or not answerable.",
+        Kind::Counter,
+        DROPPED.load(Ordering::Relaxed),
     );
 }
 
