@@ -76,7 +76,13 @@ async fn readyz(State(st): State<AppState>) -> Response {
 async fn metrics(State(st): State<AppState>) -> Response {
     let mut out = String::new();
     let ready = st.ready.load(Ordering::Relaxed) as u8;
-    prometheus::single(&mut out, "jonction_ready", "1 when serving.", Kind::Gauge, ready);
+    prometheus::single(
+        &mut out,
+        "jonction_ready",
+        "1 when serving.",
+        Kind::Gauge,
+        ready,
+    );
     crate::call::metrics::write_prometheus(&mut out);
     crate::call::capacity::write_prometheus(&mut out);
     crate::sip::metrics::write_prometheus(&mut out);

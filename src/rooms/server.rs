@@ -76,22 +76,13 @@ pub struct JoinRequest {
 // Signalling messages are moved once each; boxing them would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Input<'a> {
+pub enum Input {
     /// A new participant (token already verified).
     Join(JoinRequest),
     /// A signalling request from a connected participant.
     Signal(ConnId, Req),
     /// The signalling connection closed.
     Disconnected(ConnId),
-    /// A UDP datagram on one of the media sockets.
-    Datagram {
-        /// Remote address.
-        source: SocketAddr,
-        /// Advertised local address it arrived on.
-        destination: SocketAddr,
-        /// Payload.
-        data: &'a [u8],
-    },
     /// Time passed.
     Timeout,
     /// Tell everybody to leave: the server is stopping.
@@ -197,19 +188,30 @@ impl RoomServer {
     }
 
     /// Feeds one input at time `now` (which must not go backwards).
-    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.now = self.now.max(now);
         match input {
             Input::Join(req) => self.join(req),
             Input::Signal(conn, msg) => self.signal(conn, msg),
             Input::Disconnected(conn) => self.remove(conn, "signalling closed"),
-            Input::Datagram {
-                source,
-                destination,
-                data,
-            } => self.datagram(source, destination, data),
             Input::Timeout => self.timeout(),
             Input::Shutdown => self.shutdown(),
+        }
+        self.run_dirty();
+    }
+
+    /// Feeds the UDP datagrams on the media sockets read together (`(remote address, advertised
+    /// local address it arrived on, bytes)`), then drains the peer
+    /// connections they touched once each: several packets of one publisher (a video frame)
+    /// cost one drain instead of one each.
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = (SocketAddr, SocketAddr, &'a [u8])>,
+    ) {
+        self.now = self.now.max(now);
+        for (source, destination, data) in batch {
+            self.datagram(source, destination, data);
         }
         self.run_dirty();
     }
@@ -533,7 +535,7 @@ impl RoomServer {
                     mid_to_track_id: HashMap::new(),
                 });
                 self.send(conn, resp);
-                self.dirty.push((conn, PcSide::Publisher));
+                mark(&mut self.dirty, (conn, PcSide::Publisher));
             }
             Err(e) => warn!(participant = %p.sid, "publisher offer refused: {e}"),
         }
@@ -565,7 +567,7 @@ impl RoomServer {
         }
         p.down
             .retain(|d| !matches!(d.state, DownState::Stopping(_)));
-        self.dirty.push((conn, PcSide::Subscriber));
+        mark(&mut self.dirty, (conn, PcSide::Subscriber));
         // Changes queued meanwhile go in the next offer.
         self.negotiate_subscriber(conn);
         // Ask for keyframes so new video subscribers see a picture at once.
@@ -596,7 +598,7 @@ impl RoomServer {
         match Candidate::from_sdp_string(&init.candidate) {
             Ok(c) => {
                 p.pc(side).rtc.add_remote_candidate(c);
-                self.dirty.push((conn, side));
+                mark(&mut self.dirty, (conn, side));
             }
             Err(e) => debug!("ignored remote candidate {}: {e}", init.candidate),
         }
@@ -845,7 +847,7 @@ impl RoomServer {
             mid_to_track_id,
         });
         self.send(conn, resp);
-        self.dirty.push((conn, PcSide::Subscriber));
+        mark(&mut self.dirty, (conn, PcSide::Subscriber));
     }
 
     // === media plane ===
@@ -891,7 +893,7 @@ impl RoomServer {
             if let Err(e) = p.pc(side).rtc.handle_input(input) {
                 debug!(participant = %p.sid, "bad datagram: {e}");
             }
-            self.dirty.push((conn, side));
+            mark(&mut self.dirty, (conn, side));
         }
     }
 
@@ -909,7 +911,7 @@ impl RoomServer {
             if let Err(e) = p.pc(side).rtc.handle_input(str0m::Input::Timeout(now)) {
                 debug!("timeout handling failed: {e}");
             }
-            self.dirty.push((c, side));
+            mark(&mut self.dirty, (c, side));
         }
         if now >= self.next_speakers {
             self.next_speakers = now + SPEAKER_INTERVAL;
@@ -1098,7 +1100,7 @@ impl RoomServer {
                                 }
                             }
                         }
-                        self.dirty.push((conn, PcSide::Subscriber));
+                        mark(&mut self.dirty, (conn, PcSide::Subscriber));
                     }
                     PcSide::Subscriber => {
                         debug!(participant = %p.sid, ?id, %label, reliable = ?p.sub_channels.reliable, "other subscriber channel open");
@@ -1312,7 +1314,7 @@ impl RoomServer {
             }
             d.forwarded += 1;
             self.stats.frames_out += 1;
-            self.dirty.push((m, PcSide::Subscriber));
+            mark(&mut self.dirty, (m, PcSide::Subscriber));
         }
     }
 
@@ -1390,7 +1392,7 @@ impl RoomServer {
                 if let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
                     debug!("keyframe request failed: {e}");
                 }
-                self.dirty.push((conn, PcSide::Publisher));
+                mark(&mut self.dirty, (conn, PcSide::Publisher));
             }
         }
     }
@@ -1462,7 +1464,7 @@ impl RoomServer {
             match ch.write(true, &bytes) {
                 Ok(_) => {
                     self.stats.data_relayed += 1;
-                    self.dirty.push((m, PcSide::Subscriber));
+                    mark(&mut self.dirty, (m, PcSide::Subscriber));
                 }
                 Err(e) => debug!("data relay failed: {e}"),
             }
@@ -1594,6 +1596,13 @@ impl RoomServer {
 }
 
 /// Marks a participant's down tracks matching `pred` for removal; true when something changed.
+/// Queues a peer connection for draining, once.
+fn mark(dirty: &mut Vec<(ConnId, PcSide)>, pc: (ConnId, PcSide)) {
+    if !dirty.contains(&pc) {
+        dirty.push(pc);
+    }
+}
+
 fn stop_down_tracks(p: &mut Participant, pred: impl Fn(&DownTrack) -> bool) -> bool {
     let mut changed = false;
     p.down.retain_mut(|d| {

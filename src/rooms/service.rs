@@ -262,7 +262,7 @@ async fn run(
         .unwrap_or(0);
     let mut server = RoomServer::new(cfg, now(), unix_ms);
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<ConnEvent>> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
+    let mut batch = Batch::default();
     let mut send_drops = 0u64;
     let mut latency = Histogram::default();
     // When the input being handled is a datagram: when it was read.
@@ -279,43 +279,14 @@ async fn run(
     let mut armed: Option<std::time::Instant> = None;
     loop {
         // Drain the core.
-        let deadline = loop {
-            match server.poll_output() {
-                Output::Transmit {
-                    source,
-                    destination,
-                    data,
-                } => {
-                    let sock = sockets
-                        .iter()
-                        .find(|s| s.advertised == source)
-                        .or_else(|| sockets.first());
-                    if let Some(s) = sock {
-                        let sent = s.sock.try_send_to(&data, destination);
-                        if let Some(t0) = input_at {
-                            latency.record(t0.elapsed());
-                        }
-                        if sent.is_err() {
-                            send_drops += 1;
-                            if send_drops.is_power_of_two() {
-                                warn!(send_drops, "media socket send failed; datagrams dropped");
-                            }
-                        }
-                    }
-                }
-                Output::Signal(conn, msg) => {
-                    if let Some(tx) = conns.get(&conn) {
-                        let _ = tx.send(ConnEvent::Signal(msg));
-                    }
-                }
-                Output::Close(conn, why) => {
-                    if let Some(tx) = conns.remove(&conn) {
-                        let _ = tx.send(ConnEvent::Close(why));
-                    }
-                }
-                Output::Timeout(t) => break t,
-            }
-        };
+        let deadline = deliver(
+            &mut server,
+            &sockets,
+            &mut conns,
+            &mut latency,
+            &mut send_drops,
+            input_at,
+        );
         let done = std::time::Instant::now();
         busy += done.saturating_duration_since(woke);
         let span = done.saturating_duration_since(window);
@@ -381,11 +352,18 @@ async fn run(
                     }
                 }
             }
-            (idx, source, len) = recv_any(&sockets, &mut buf) => {
-                let destination = sockets[idx].advertised;
+            (idx, source, len) = recv_any(&sockets, &mut batch.bufs[0]) => {
                 woke = std::time::Instant::now();
-                input_at = Some(now());
-                server.handle_input(now(), Input::Datagram { source, destination, data: &buf[..len] });
+                batch.fill(&sockets[idx].sock, source, len);
+                let destination = sockets[idx].advertised;
+                // A run of datagrams from one source (one publisher's video frame) is drained
+                // once; each run's packets leave before the next run is handled.
+                for run in batch.runs(destination) {
+                    // Latency from when the run is taken up, as for a datagram read alone.
+                    input_at = Some(now());
+                    server.handle_datagrams(now(), run);
+                    deliver(&mut server, &sockets, &mut conns, &mut latency, &mut send_drops, input_at);
+                }
             }
             _ = &mut sleep => {
                 armed = None;
@@ -420,6 +398,112 @@ fn flush_one(
     o
 }
 
+/// Datagrams read from one socket in one go, at most this many.
+const BATCH: usize = 16;
+
+/// Buffers for the datagrams of one wake-up: the first from `recv_any`, then those already
+/// queued on the same socket, so that the room server drains each peer connection once for all
+/// of them (one publisher's video frame arrives as several back-to-back packets).
+struct Batch {
+    bufs: Vec<Vec<u8>>,
+    /// Source and length of each datagram read.
+    got: Vec<(SocketAddr, usize)>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            bufs: vec![vec![0u8; 2048]; BATCH],
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl Batch {
+    /// Records the datagram in `bufs[0]`, then reads what `sock` already holds (no waiting).
+    fn fill(&mut self, sock: &UdpSocket, source: SocketAddr, len: usize) {
+        self.got.clear();
+        self.got.push((source, len));
+        let mut errors = 0;
+        while self.got.len() < BATCH && errors < BATCH {
+            match sock.try_recv_from(&mut self.bufs[self.got.len()]) {
+                Ok((len, source)) => self.got.push((source, len)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors surface here on Linux: skip them and read on.
+                Err(_) => errors += 1,
+            }
+        }
+    }
+
+    /// The datagrams read, in runs of consecutive ones from one source, as the room server
+    /// takes them.
+    fn runs(
+        &self,
+        destination: SocketAddr,
+    ) -> impl Iterator<Item = impl Iterator<Item = (SocketAddr, SocketAddr, &[u8])>> {
+        let mut start = 0;
+        self.got.chunk_by(|a, b| a.0 == b.0).map(move |run| {
+            let bufs = &self.bufs[start..start + run.len()];
+            start += run.len();
+            run.iter()
+                .zip(bufs)
+                .map(move |(&(source, len), buf)| (source, destination, &buf[..len]))
+        })
+    }
+}
+
+/// Delivers the core's outputs (datagrams, signalling) until it asks for a timeout; returns
+/// when. A datagram sent while `input_at` is set counts in `latency` from then.
+fn deliver(
+    server: &mut RoomServer,
+    sockets: &[Socket],
+    conns: &mut HashMap<ConnId, mpsc::UnboundedSender<ConnEvent>>,
+    latency: &mut Histogram,
+    send_drops: &mut u64,
+    input_at: Option<std::time::Instant>,
+) -> std::time::Instant {
+    loop {
+        match server.poll_output() {
+            Output::Transmit {
+                source,
+                destination,
+                data,
+            } => {
+                let sock = sockets
+                    .iter()
+                    .find(|s| s.advertised == source)
+                    .or_else(|| sockets.first());
+                if let Some(s) = sock {
+                    let sent = s.sock.try_send_to(&data, destination);
+                    if let Some(t0) = input_at {
+                        latency.record(t0.elapsed());
+                    }
+                    if sent.is_err() {
+                        *send_drops += 1;
+                        if send_drops.is_power_of_two() {
+                            warn!(
+                                send_drops = *send_drops,
+                                "media socket send failed; datagrams dropped"
+                            );
+                        }
+                    }
+                }
+            }
+            Output::Signal(conn, msg) => {
+                if let Some(tx) = conns.get(&conn) {
+                    let _ = tx.send(ConnEvent::Signal(msg));
+                }
+            }
+            Output::Close(conn, why) => {
+                if let Some(tx) = conns.remove(&conn) {
+                    let _ = tx.send(ConnEvent::Close(why));
+                }
+            }
+            Output::Timeout(t) => break t,
+        }
+    }
+}
+
 /// Receives the next datagram from any socket: (socket index, source, length).
 async fn recv_any(sockets: &[Socket], buf: &mut [u8]) -> (usize, SocketAddr, usize) {
     poll_fn(|cx| {
@@ -437,4 +521,33 @@ async fn recv_any(sockets: &[Socket], buf: &mut [u8]) -> (usize, SocketAddr, usi
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_handed_over_in_runs_from_one_source() {
+        let a: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
+        let b: SocketAddr = "192.0.2.2:5000".parse().expect("addr");
+        let local: SocketAddr = "192.0.2.9:7882".parse().expect("addr");
+        let mut batch = Batch::default();
+        for (i, (source, len)) in [(a, 3), (a, 1), (b, 2), (a, 4)].into_iter().enumerate() {
+            batch.bufs[i][..len].fill(i as u8);
+            batch.got.push((source, len));
+        }
+        let runs: Vec<Vec<(SocketAddr, SocketAddr, Vec<u8>)>> = batch
+            .runs(local)
+            .map(|run| run.map(|(s, d, data)| (s, d, data.to_vec())).collect())
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                vec![(a, local, vec![0; 3]), (a, local, vec![1])],
+                vec![(b, local, vec![2; 2])],
+                vec![(a, local, vec![3; 4])],
+            ]
+        );
+    }
 }
