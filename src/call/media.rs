@@ -905,18 +905,13 @@ mod tests {
             CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
         let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
         let mut enc = Codec::Opus.encoder(48_000).expect("encoder");
+        // Loud for 10 frames, then silent.
+        let mut signal = crate::media::test_signal::sine(440.0, 48_000, 9000.0, 960 * 10);
+        signal.resize(960 * 25, 0);
         let mut levels = Vec::new();
-        for i in 0..25u32 {
-            // Loud for 10 frames, then silent.
-            let amplitude = if i < 10 { 9000.0 } else { 0.0 };
-            let pcm: Vec<i16> = (0..960)
-                .map(|k| {
-                    let t = (k + 960 * i) as f32 / 48_000.0;
-                    ((t * 2.0 * std::f32::consts::PI * 440.0).sin() * amplitude) as i16
-                })
-                .collect();
+        for (i, pcm) in (0u32..).zip(signal.chunks(960)) {
             let mut b = [0u8; 400];
-            let len = enc.encode(&pcm, &mut b).expect("encode");
+            let len = enc.encode(pcm, &mut b).expect("encode");
             let f = rtp(111, i as u16 + 1, 960 * (i + 1), &b[..len]);
             for out in m.handle_datagram(t0 + FRAME * i, from, &f) {
                 let ToRoom::Frame {

@@ -54,13 +54,10 @@ fn of_energy(energy: i64, samples: usize) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::test_signal;
 
     fn sine(amplitude: f64, n: usize) -> Vec<i16> {
-        (0..n)
-            .map(|i| {
-                (amplitude * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16
-            })
-            .collect()
+        test_signal::sine(440.0, 8000, amplitude, n)
     }
 
     #[test]

@@ -200,10 +200,9 @@ impl RoomServer {
         self.run_dirty();
     }
 
-    /// Feeds the UDP datagrams on the media sockets read together (`(remote address, advertised
-    /// local address it arrived on, bytes)`), then drains the peer
-    /// connections they touched once each: several packets of one publisher (a video frame)
-    /// cost one drain instead of one each.
+    /// Feeds UDP datagrams of the media sockets read together, each as (remote address,
+    /// advertised local address it arrived on, bytes), then drains the peer connections they
+    /// touched once each: several packets of one publisher (a video frame) cost one drain.
     pub fn handle_datagrams<'a>(
         &mut self,
         now: Instant,

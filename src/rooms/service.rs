@@ -265,7 +265,7 @@ async fn run(
     let mut batch = Batch::default();
     let mut send_drops = 0u64;
     let mut latency = Histogram::default();
-    // When the input being handled is a datagram: when it was read.
+    // When the input being handled is datagrams: when their run was taken up.
     let mut input_at: Option<std::time::Instant> = None;
     // When the current input woke the task up: from then to the next wait is busy time.
     let mut woke = std::time::Instant::now();
