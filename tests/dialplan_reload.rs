@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jonction::dialplan::reload::{spawn_watch, DialplanHandle};
+use jonction::dialplan::reload::{watch, DialplanHandle};
 use jonction::dialplan::Dialplan;
 
 /// Collects what the subscriber writes.
@@ -59,7 +59,7 @@ async fn reloads_and_refusals_are_logged() {
     let path = dir.path().to_path_buf();
     std::fs::write(path.join("10.toml"), RULE.replace("NAME", "a")).expect("write");
     let h = DialplanHandle::new(Dialplan::load_dir(&path).expect("loads"));
-    let task = spawn_watch(path.clone(), Duration::from_millis(10), h.clone());
+    let task = tokio::spawn(watch(path.clone(), Duration::from_millis(10), h.clone()));
 
     let two = format!("{}{}", RULE.replace("NAME", "b"), RULE.replace("NAME", "c"));
     std::fs::write(path.join("20.toml"), two).expect("write");

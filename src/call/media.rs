@@ -678,6 +678,16 @@ mod tests {
         answer(&offer, &policy, &local).expect("answer").negotiated
     }
 
+    /// A bridge for `n` started at `t0` (30 s media timeout).
+    fn bridge(t0: Instant, n: &Negotiated) -> CallMedia {
+        CallMedia::new(t0, Duration::from_secs(1), n, Duration::from_secs(30)).expect("media")
+    }
+
+    /// The device's RTP address in `negotiated` offers.
+    fn device() -> SocketAddr {
+        "192.0.2.9:40000".parse().expect("addr")
+    }
+
     fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![0x80, pt];
         v.extend_from_slice(&seq.to_be_bytes());
@@ -706,9 +716,7 @@ mod tests {
     #[test]
     fn queued_prompt_audio_reaches_the_device_20_ms_at_a_time() {
         let t0 = Instant::now();
-        let n = negotiated("PCMU", 0, 8000);
-        let mut m =
-            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        let mut m = bridge(t0, &negotiated("PCMU", 0, 8000));
         assert_eq!(m.pcm_rate(), 8000);
         // 100 ms of a loud 1 kHz tone.
         let tone: Vec<i16> = (0..800)
@@ -756,10 +764,8 @@ mod tests {
     #[test]
     fn g711_goes_to_the_room_unchanged_and_strangers_do_not() {
         let t0 = Instant::now();
-        let n = negotiated("PCMU", 0, 8000);
-        let mut m =
-            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
-        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let mut m = bridge(t0, &negotiated("PCMU", 0, 8000));
+        let from = device();
         let out = m.handle_datagram(t0, from, &rtp(0, 1, 160, &[0x55; 160]));
         assert_eq!(
             out,
@@ -793,10 +799,8 @@ mod tests {
     #[test]
     fn g722_is_played_out_of_the_jitter_buffer_as_opus() {
         let t0 = Instant::now();
-        let n = negotiated("G722", 9, 8000);
-        let mut m =
-            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
-        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let mut m = bridge(t0, &negotiated("G722", 9, 8000));
+        let from = device();
         let mut enc = Codec::G722.encoder(16_000).expect("encoder");
         let mut frames = Vec::new();
         for i in 0..10u16 {
@@ -842,13 +846,11 @@ mod tests {
     #[test]
     fn pcmu_published_as_opus_carries_the_callers_tone() {
         let t0 = Instant::now();
-        let n = negotiated("PCMU", 0, 8000);
-        let mut m =
-            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
+        let mut m = bridge(t0, &negotiated("PCMU", 0, 8000));
         assert_eq!(m.published_codec(), "PCMU");
         m.publish_as_opus(t0).expect("opus");
         assert_eq!(m.published_codec(), "opus");
-        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let from = device();
         let mut enc = Codec::Pcmu.encoder(8000).expect("encoder");
         let mut room = Vec::new();
         for i in 0..50u32 {
@@ -900,10 +902,8 @@ mod tests {
     #[test]
     fn opus_published_unchanged_carries_its_level() {
         let t0 = Instant::now();
-        let n = negotiated("opus", 111, 48_000);
-        let mut m =
-            CallMedia::new(t0, Duration::from_secs(1), &n, Duration::from_secs(30)).expect("media");
-        let from: SocketAddr = "192.0.2.9:40000".parse().expect("addr");
+        let mut m = bridge(t0, &negotiated("opus", 111, 48_000));
+        let from = device();
         let mut enc = Codec::Opus.encoder(48_000).expect("encoder");
         // Loud for 10 frames, then silent.
         let mut signal = crate::media::test_signal::sine(440.0, 48_000, 9000.0, 960 * 10);

@@ -105,15 +105,6 @@ impl Settle {
     }
 }
 
-/// [`watch`] as a tokio task (abort it to stop watching).
-pub fn spawn_watch(
-    dir: PathBuf,
-    interval: Duration,
-    handle: DialplanHandle,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(watch(dir, interval, handle))
-}
-
 /// Polls `dir` every `interval`; once a change has settled (the same on two polls in a row),
 /// loads the whole set: valid → swap and `info!`, invalid → keep the running plan and `error!`
 /// each problem. Never ends (drop or abort it). The state of the directory is taken when this
@@ -237,7 +228,7 @@ mod tests {
         std::fs::write(path.join("10.toml"), rules(&["a"])).expect("write");
         let h = DialplanHandle::new(Dialplan::load_dir(&path).expect("loads"));
         let held = h.current();
-        let task = spawn_watch(path.clone(), Duration::from_millis(10), h.clone());
+        let task = tokio::spawn(watch(path.clone(), Duration::from_millis(10), h.clone()));
 
         // A new file: picked up.
         std::fs::write(path.join("20.toml"), rules(&["b", "c"])).expect("write");
@@ -289,7 +280,7 @@ mod tests {
         std::fs::create_dir(&path).expect("mkdir");
         std::fs::write(path.join("10.toml"), rules(&["a", "b"])).expect("write");
         let h = DialplanHandle::new(Dialplan::load_dir(&path).expect("loads"));
-        let task = spawn_watch(path.clone(), Duration::ZERO, h.clone());
+        let task = tokio::spawn(watch(path.clone(), Duration::ZERO, h.clone()));
         std::fs::remove_dir_all(&path).expect("remove");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!task.is_finished(), "the watcher keeps running");
