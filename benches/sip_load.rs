@@ -11,13 +11,16 @@
 //! them all; `JONCTION_CALLS__MAX_SCHEDULING_DELAY=0s JONCTION_CALLS__ROOM_SERVER_BUSY_LIMIT=0`
 //! in the environment turn that off.
 //!
-//!     cargo bench --bench sip_load -- [--calls N] [--seconds S]
+//! With `--external-rooms`, the rooms run in a second jonction process that the gateway joins as
+//! it would join LiveKit at scale, and the gateway's CPU is its own.
+//!
+//!     cargo bench --bench sip_load -- [--calls N] [--seconds S] [--external-rooms]
 
 #[path = "common/mod.rs"]
 mod common;
 use common::{
     browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, metric, quantiles,
-    spawn_gateway, split_room_server, udp_drops, ulaw_wav, ROOM_SERVER_BUSY, TALKING,
+    spawn_gateway, system_seconds, udp_drops, ulaw_wav, Rooms, ROOM_SERVER_BUSY, TALKING,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -73,7 +76,10 @@ fn main() {
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join("calls.jsonl");
-    let (pid, _guard) = spawn_gateway(http, sip, &records, &[]);
+    let rooms = Rooms::from_args(&dir);
+    let env = rooms.gateway_env();
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (pid, _guard) = spawn_gateway(http, sip, &records, &extra);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -82,7 +88,7 @@ fn main() {
         .expect("runtime");
     let stop = Arc::new(AtomicBool::new(false));
     let keys = Keys::new("devkey", "secret");
-    let url = format!("ws://{http}");
+    let url = rooms.url(http);
     // One Opus publisher per room.
     let mut enc = browser_opus_encoder();
     let packets: Vec<Vec<u8>> = (0..50)
@@ -195,11 +201,21 @@ fn main() {
     std::thread::sleep(ramp);
     let load_cpu = || cpu_seconds(std::process::id()) + cpu_seconds(sipp.id());
     let busy0 = metric(&http_get(http, "/metrics"), ROOM_SERVER_BUSY);
-    let (cpu0, load0) = (cpu_seconds(pid), load_cpu());
+    let (cpu0, sys0, load0, rooms0) = (
+        cpu_seconds(pid),
+        system_seconds(pid),
+        load_cpu(),
+        rooms.cpu_seconds(),
+    );
     let m0 = Instant::now();
     let window = Duration::from_secs(seconds).saturating_sub(ramp + Duration::from_secs(2));
     std::thread::sleep(window.max(Duration::from_secs(2)));
-    let (cpu, load) = (cpu_seconds(pid) - cpu0, load_cpu() - load0);
+    let (cpu, sys, load, rooms_cpu) = (
+        cpu_seconds(pid) - cpu0,
+        system_seconds(pid) - sys0,
+        load_cpu() - load0,
+        rooms.cpu_seconds() - rooms0,
+    );
     let wall = m0.elapsed().as_secs_f64();
     let metrics = http_get(http, "/metrics");
     let busy = metric(&metrics, ROOM_SERVER_BUSY) - busy0;
@@ -258,11 +274,11 @@ fn main() {
         cpu / wall * 100.0 / carried as f64,
         per_call_us_per_s
     );
-    split_room_server("call", carried, wall, cpu, busy);
+    rooms.report("call", carried, wall, cpu, busy, rooms_cpu);
     // The load generators run every offered call (and every room's publisher); the gateway's
     // share is scaled to what it would use for all of them at its per-carried-call cost.
-    let gateway_all = cpu / wall * calls as f64 / carried as f64;
-    let left = load_budget("call", calls, 500.0, gateway_all, load / wall);
+    let scale = calls as f64 / carried as f64 / wall;
+    let left = load_budget("call", calls, 500.0, cpu * scale, sys * scale, load / wall);
     println!(
         "codec floor (Opus decode + PCMU encode, 20 ms): {:.1} µs = {:.0} µs per call-second; ratio {:.2}x",
         floor.as_secs_f64() * 1e6,

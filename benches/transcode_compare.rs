@@ -4,7 +4,7 @@
 //! measured in the same process.
 //!
 //!     integration/setup.sh --bench        # installs sip-tester and rtpengine-daemon (idempotent)
-//!     cargo bench --bench transcode_compare -- [--calls 20,40,60,80,120] [--seconds 15]
+//!     cargo bench --bench transcode_compare -- [--calls 20,40,60,80,120] [--seconds 15] [--external-rooms]
 //!
 //! Both sides get the same input: N streams of a 440 Hz tone as PCMU, 20 ms per packet, 50 packets
 //! per second each, on loopback. Only the transcoder's own process CPU is counted (utime + stime of
@@ -30,13 +30,18 @@
 //!   jonction encodes, and at 48 kHz as rtpengine's format), and the two-way floor (+ Opus decode
 //!   + PCMU encode).
 //!
+//! With `--external-rooms`, jonction's rooms run in a second jonction process that it joins as
+//! it would join LiveKit at scale: its CPU is then the gateway's own, without the room server's
+//! forwarding (which rtpengine does not do).
+//!
 //! Saturation point of a side = the largest N whose frames out stay ≥ 99.5 % of the frames sent
 //! and whose CPU stays below one core; calls per core = that N / the cores it used.
 
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    cpu_seconds, free_port, http_get, spawn_gateway, ulaw_wav, Guard, NO_OVERLOAD_LIMITS,
+    cpu_seconds, free_port, http_get, spawn_gateway, system_seconds, ulaw_wav, Guard, Rooms,
+    NO_OVERLOAD_LIMITS,
 };
 
 use std::collections::BTreeMap;
@@ -330,6 +335,8 @@ struct Point {
     n: usize,
     /// CPU seconds per wall second (1.0 = one core).
     cores: f64,
+    /// The part of `cores` spent in the kernel (system time).
+    kernel: f64,
     /// Frames received by the sinks / frames sent into the transcoder over the window.
     out_ratio: f64,
     note: String,
@@ -339,23 +346,39 @@ impl Point {
     fn us_per_stream_s(&self) -> f64 {
         self.cores * 1e6 / self.n as f64
     }
+    fn kernel_us_per_stream_s(&self) -> f64 {
+        self.kernel * 1e6 / self.n as f64
+    }
     fn healthy(&self) -> bool {
         self.out_ratio >= 0.995 && self.cores < 1.0
     }
 }
 
-/// Measures `pid` and the frame counters over `window`.
-fn measure(pid: u32, window: Duration, sent: &dyn Fn() -> u64, recv: &AtomicU64) -> (f64, f64) {
-    let (c0, s0, r0, t0) = (
+/// Measures `pid` and the frame counters over `window`: (cores, of which in the kernel, frames
+/// out / frames in).
+fn measure(
+    pid: u32,
+    window: Duration,
+    sent: &dyn Fn() -> u64,
+    recv: &AtomicU64,
+) -> (f64, f64, f64) {
+    let (c0, k0, s0, r0, t0) = (
         cpu_seconds(pid),
+        system_seconds(pid),
         sent(),
         recv.load(Ordering::Relaxed),
         Instant::now(),
     );
     std::thread::sleep(window);
-    let (c1, s1, r1) = (cpu_seconds(pid), sent(), recv.load(Ordering::Relaxed));
-    let cores = (c1 - c0) / t0.elapsed().as_secs_f64();
-    (cores, (r1 - r0) as f64 / (s1 - s0).max(1) as f64)
+    let (c1, k1, s1, r1) = (
+        cpu_seconds(pid),
+        system_seconds(pid),
+        sent(),
+        recv.load(Ordering::Relaxed),
+    );
+    let wall = t0.elapsed().as_secs_f64();
+    let out = (r1 - r0) as f64 / (s1 - s0).max(1) as f64;
+    ((c1 - c0) / wall, (k1 - k0) / wall, out)
 }
 
 fn run_rtpengine(n: usize, window: Duration, dir: &Path) -> Point {
@@ -527,7 +550,7 @@ fn run_rtpengine(n: usize, window: Duration, dir: &Path) -> Point {
         })
     };
     std::thread::sleep(WARMUP);
-    let (cores, out_ratio) = measure(pid, window, &|| sent.load(Ordering::Relaxed), &recv);
+    let (cores, kernel, out_ratio) = measure(pid, window, &|| sent.load(Ordering::Relaxed), &recv);
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
     let _ = sink.join();
@@ -547,6 +570,7 @@ fn run_rtpengine(n: usize, window: Duration, dir: &Path) -> Point {
     Point {
         n,
         cores,
+        kernel,
         out_ratio,
         note,
     }
@@ -556,16 +580,15 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join(format!("calls-{n}.jsonl"));
-    let (pid, _guard) = spawn_gateway(
-        http,
-        sip,
-        &records,
-        &[
-            ("JONCTION_LIVEKIT__PUBLISH_OPUS", "true"),
-            NO_OVERLOAD_LIMITS[0],
-            NO_OVERLOAD_LIMITS[1],
-        ],
-    );
+    let rooms = Rooms::from_args(dir);
+    let env = rooms.gateway_env();
+    let mut extra = vec![
+        ("JONCTION_LIVEKIT__PUBLISH_OPUS", "true"),
+        NO_OVERLOAD_LIMITS[0],
+        NO_OVERLOAD_LIMITS[1],
+    ];
+    extra.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let (pid, _guard) = spawn_gateway(http, sip, &records, &extra);
     let t0 = Instant::now();
     while !http_get(http, "/readyz").contains("200 OK") {
         assert!(
@@ -584,7 +607,7 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
     let recv = Arc::new(AtomicU64::new(0));
     let wrong = Arc::new(AtomicU64::new(0));
     let keys = Keys::new("devkey", "secret");
-    let url = format!("ws://{http}");
+    let url = rooms.url(http);
     // One subscriber per room: the sink that makes the room server forward the caller's Opus.
     for r in 0..n {
         let (url, keys, stop, recv, wrong) = (
@@ -661,7 +684,7 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
     // Expected = 50 frames per second per call (sipp paces its stream in real time).
     let t_start = Instant::now();
     let nominal = move || (t_start.elapsed().as_secs_f64() * 50.0 * n as f64) as u64;
-    let (cores, out_ratio) = measure(pid, window, &nominal, &recv);
+    let (cores, kernel, out_ratio) = measure(pid, window, &nominal, &recv);
     let deadline = Instant::now() + Duration::from_secs(seconds + 40);
     while sipp.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
@@ -682,6 +705,7 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
     Point {
         n,
         cores,
+        kernel,
         out_ratio,
         note: format!(
             "{} call records, {opus} published as Opus; frames to room {}, to device {}; {} non-Opus frames at the sinks",
@@ -741,27 +765,39 @@ fn main() {
     }
     let floor_us_s = floor.one_way_8k * 50.0;
     println!(
-        "transcode_compare: one-way PCMU → Opus, {} s windows, load average before {load_before}, after {}",
+        "transcode_compare: one-way PCMU → Opus, {} s windows, jonction's rooms {}, load average before {load_before}, after {}",
         window.as_secs(),
+        if std::env::args().any(|a| a == "--external-rooms") {
+            "in their own process (not counted)"
+        } else {
+            "in its embedded room server (counted)"
+        },
         loadavg()
     );
     println!(
         "codec floor per 20 ms frame: one-way {:.1} µs at 8 kHz ({:.0} µs per stream-second), {:.1} µs at 48 kHz; two-way {:.1} µs",
         floor.one_way_8k, floor_us_s, floor.one_way_48k, floor.two_way
     );
+    println!("(µs/str-s: CPU per stream-second, and of that in the kernel, in brackets)");
     println!(
-        "{:>4} | {:>22} | {:>22} | {:>9} {:>9}",
-        "N", "rtpengine CPU µs/str-s out", "jonction CPU µs/str-s out", "ours/rtpe", "ours/flr"
+        "{:>4} | {:>30} | {:>30} | {:>9} {:>9}",
+        "N",
+        "rtpengine CPU µs/str-s (sys) out",
+        "jonction CPU µs/str-s (sys) out",
+        "ours/rtpe",
+        "ours/flr"
     );
     for (t, o) in theirs.iter().zip(&ours) {
         println!(
-            "{:>4} | {:>5.1}% {:>6.0} {:>7.2}% | {:>5.1}% {:>6.0} {:>7.2}% | {:>9.2} {:>9.2}",
+            "{:>4} | {:>5.1}% {:>6.0} ({:>5.0}) {:>7.2}% | {:>5.1}% {:>6.0} ({:>5.0}) {:>7.2}% | {:>9.2} {:>9.2}",
             t.n,
             t.cores * 100.0,
             t.us_per_stream_s(),
+            t.kernel_us_per_stream_s(),
             t.out_ratio * 100.0,
             o.cores * 100.0,
             o.us_per_stream_s(),
+            o.kernel_us_per_stream_s(),
             o.out_ratio * 100.0,
             o.us_per_stream_s() / t.us_per_stream_s(),
             o.us_per_stream_s() / floor_us_s,
@@ -796,9 +832,10 @@ fn main() {
     }
     if let Some((p, _)) = saturation(&ours) {
         println!(
-            "per-call CPU at N = {}: {:.2}x the one-way codec floor (target ≤ 1.5x)",
+            "per-call CPU at N = {}: {:.2}x the one-way codec floor (target ≤ 1.5x); its kernel time plus the floor alone: {:.2}x",
             p.n,
-            p.us_per_stream_s() / floor_us_s
+            p.us_per_stream_s() / floor_us_s,
+            (p.kernel_us_per_stream_s() + floor_us_s) / floor_us_s
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,13 +9,16 @@
 //! cores), what that leaves per leg at the 500-leg target, and the datagrams the kernel dropped
 //! on the gateway's full sockets.
 //!
-//!     cargo bench --bench video_load -- [--legs N] [--seconds S]
+//! With `--external-rooms`, the rooms run in a second jonction process that the gateway joins as
+//! it would join LiveKit at scale, and the gateway's CPU is its own.
+//!
+//!     cargo bench --bench video_load -- [--legs N] [--seconds S] [--external-rooms]
 
 #[path = "common/mod.rs"]
 mod common;
 use common::{
     cpu_seconds, free_port, http_get, load_budget, metric, quantiles, spawn_gateway,
-    split_room_server, udp_drops, NO_OVERLOAD_LIMITS, ROOM_SERVER_BUSY,
+    system_seconds, udp_drops, Rooms, NO_OVERLOAD_LIMITS, ROOM_SERVER_BUSY,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -239,16 +242,15 @@ fn main() {
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join("calls.jsonl");
-    let (pid, _guard) = spawn_gateway(
-        http,
-        sip,
-        &records,
-        &[
-            ("JONCTION_SIP__MEDIA_TIMEOUT", "1h"),
-            NO_OVERLOAD_LIMITS[0],
-            NO_OVERLOAD_LIMITS[1],
-        ],
-    );
+    let rooms = Rooms::from_args(&dir);
+    let env = rooms.gateway_env();
+    let mut extra = vec![
+        ("JONCTION_SIP__MEDIA_TIMEOUT", "1h"),
+        NO_OVERLOAD_LIMITS[0],
+        NO_OVERLOAD_LIMITS[1],
+    ];
+    extra.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let (pid, _guard) = spawn_gateway(http, sip, &records, &extra);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -266,14 +268,18 @@ fn main() {
     // Steady state: every leg up and publishing.
     std::thread::sleep(Duration::from_secs(3));
     let busy0 = metric(&http_get(http, "/metrics"), ROOM_SERVER_BUSY);
-    let (cpu0, load0, sent0, m0) = (
+    let (cpu0, sys0, rooms0, load0, sent0, m0) = (
         cpu_seconds(pid),
+        system_seconds(pid),
+        rooms.cpu_seconds(),
         cpu_seconds(std::process::id()),
         sent.load(Ordering::Relaxed),
         Instant::now(),
     );
     std::thread::sleep(Duration::from_secs(seconds));
     let cpu = cpu_seconds(pid) - cpu0;
+    let sys = system_seconds(pid) - sys0;
+    let rooms_cpu = rooms.cpu_seconds() - rooms0;
     let load = cpu_seconds(std::process::id()) - load0;
     let wall = m0.elapsed().as_secs_f64();
     let packets = sent.load(Ordering::Relaxed) - sent0;
@@ -325,15 +331,15 @@ fn main() {
         per_leg * 100.0,
         1.0 / per_leg.max(1e-9)
     );
-    split_room_server("leg", legs, wall, cpu, busy);
+    rooms.report("leg", legs, wall, cpu, busy, rooms_cpu);
     println!(
-        "per device packet (gateway, including its room server's ingest): {:.1} µs; \
+        "per device packet (gateway, with its embedded room server's ingest unless --external-rooms): {:.1} µs; \
          plain UDP relay hop in this run: {:.1} µs; ratio {:.1}x",
         per_packet.as_secs_f64() * 1e6,
         floor.as_secs_f64() * 1e6,
         per_packet.as_secs_f64() / floor.as_secs_f64().max(1e-12)
     );
-    let left = load_budget("leg", legs, 500.0, cpu / wall, load / wall);
+    let left = load_budget("leg", legs, 500.0, cpu / wall, sys / wall, load / wall);
     println!(
         "that is {:.1} µs per device packet at 500 legs: {:.1}x the plain relay hop",
         left / per_second as f64 * 1e6,

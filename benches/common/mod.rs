@@ -14,14 +14,25 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
-pub fn cpu_seconds(pid: u32) -> f64 {
+/// (utime, stime) of a process, in seconds (USER_HZ is 100 on Linux).
+fn times(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (ticks(11), ticks(12))
+}
+
+/// utime + stime of a process, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let (user, system) = times(pid);
+    user + system
+}
+
+/// stime of a process, in seconds: its time in the kernel (for the gateway, mostly its UDP
+/// sends and receives on loopback, with the receiving side's softirq work they trigger).
+pub fn system_seconds(pid: u32) -> f64 {
+    times(pid).1
 }
 
 /// Datagrams the kernel dropped on `pid`'s UDP sockets because their receive buffers were
@@ -52,9 +63,9 @@ pub fn udp_drops(pid: u32) -> u64 {
 
 /// Prints what the load generators cost (this bench process and its helpers share the
 /// gateway's cores) and what that leaves for the gateway at `target` units on this machine;
-/// returns that share per unit, in cores. `gateway` and `load` are in cores (CPU seconds per
-/// second) for `n` units.
-pub fn load_budget(unit: &str, n: usize, target: f64, gateway: f64, load: f64) -> f64 {
+/// returns that share per unit, in cores. `gateway`, its `kernel` (system) part and `load` are
+/// in cores (CPU seconds per second) for `n` units.
+pub fn load_budget(unit: &str, n: usize, target: f64, gateway: f64, kernel: f64, load: f64) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
     let load_per_unit = load / n as f64;
     let left = (cores - load_per_unit * target) / target;
@@ -67,6 +78,11 @@ pub fn load_budget(unit: &str, n: usize, target: f64, gateway: f64, load: f64) -
         left * 100.0,
         gateway / n as f64 * 100.0,
         gateway / n as f64 / left.max(1e-9),
+    );
+    println!(
+        "  the gateway's time in the kernel alone (system time: UDP I/O, epoll, timers) was {:.2} % per {unit} = {:.1}x that share",
+        kernel / n as f64 * 100.0,
+        kernel / n as f64 / left.max(1e-9),
     );
     left
 }
@@ -231,4 +247,83 @@ pub fn ulaw_wav(path: &std::path::Path, seconds: u32) {
     h.extend_from_slice(&(n as u32).to_le_bytes());
     f.write_all(&h).expect("header");
     f.write_all(&data).expect("data");
+}
+
+/// Where the benchmark's rooms are. By default, the gateway's embedded room server (in the
+/// measured process). With `--external-rooms` among the arguments, a second jonction process
+/// serves them, standing for the external LiveKit of a deployment at scale, and the gateway
+/// joins it as it would join LiveKit: the gateway's CPU, and its kernel time, are then its own.
+pub struct Rooms {
+    external: Option<(SocketAddr, u32, Guard)>,
+}
+
+impl Rooms {
+    /// Starts the external room server if the arguments ask for it; its call records (none:
+    /// no call reaches it) go in `dir`.
+    pub fn from_args(dir: &std::path::Path) -> Self {
+        if !std::env::args().any(|a| a == "--external-rooms") {
+            return Self { external: None };
+        }
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let records = dir.join("room-server-calls.jsonl");
+        // The gateway under test holds the default H.323 port.
+        let h323 = format!("127.0.0.1:{}", free_port());
+        let extra = [
+            NO_OVERLOAD_LIMITS[0],
+            NO_OVERLOAD_LIMITS[1],
+            ("JONCTION_H323__LISTEN", h323.as_str()),
+        ];
+        let (pid, guard) = spawn_gateway(http, sip, &records, &extra);
+        Self {
+            external: Some((http, pid, guard)),
+        }
+    }
+
+    /// True when the rooms run in their own process.
+    pub fn external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// The gateway settings that point it at the external room server (none for embedded).
+    pub fn gateway_env(&self) -> Vec<(&'static str, String)> {
+        self.external
+            .iter()
+            .map(|(http, _, _)| ("JONCTION_LIVEKIT__URL", format!("ws://{http}")))
+            .collect()
+    }
+
+    /// The signalling URL the benchmark's own participants join, given the gateway's HTTP
+    /// address.
+    pub fn url(&self, gateway: SocketAddr) -> String {
+        let http = self.external.as_ref().map_or(gateway, |(h, _, _)| *h);
+        format!("ws://{http}")
+    }
+
+    /// Prints the room server's share over a window of `wall` seconds: the embedded one's
+    /// `busy` time (part of the gateway's `cpu`), or the external process's `rooms_cpu` (not
+    /// part of it).
+    pub fn report(&self, unit: &str, n: usize, wall: f64, cpu: f64, busy: f64, rooms_cpu: f64) {
+        if self.external() {
+            println!(
+                "  the rooms ran in their own process (--external-rooms; not counted above): {:.1} % of one core = {:.0} µs per {unit}-second",
+                rooms_cpu / wall * 100.0,
+                rooms_cpu * 1e6 / wall / n as f64
+            );
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+            println!(
+                "  at this cost the gateway alone, on this machine's {cores:.0} cores with nothing else, would carry about {:.0} {unit}s",
+                cores / (cpu / wall / n as f64).max(1e-9)
+            );
+        } else {
+            split_room_server(unit, n, wall, cpu, busy);
+        }
+    }
+
+    /// CPU seconds used so far by the external room server's process (0 when embedded).
+    pub fn cpu_seconds(&self) -> f64 {
+        self.external
+            .as_ref()
+            .map_or(0.0, |(_, pid, _)| cpu_seconds(*pid))
+    }
 }
