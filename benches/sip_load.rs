@@ -20,7 +20,7 @@
 mod common;
 use common::{
     browser_opus_encoder, cpu_seconds, free_port, http_get, load_budget, metric, quantiles,
-    spawn_gateway, system_seconds, udp_drops, ulaw_wav, Rooms, ROOM_SERVER_BUSY, TALKING,
+    system_seconds, udp_drops, ulaw_wav, Rooms, ROOM_SERVER_BUSY, TALKING,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -77,9 +77,7 @@ fn main() {
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join("calls.jsonl");
     let rooms = Rooms::from_args(&dir);
-    let env = rooms.gateway_env();
-    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (pid, _guard) = spawn_gateway(http, sip, &records, &extra);
+    let (pid, _guard) = rooms.spawn_gateway(http, sip, &records, &[]);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -40,8 +40,7 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    cpu_seconds, free_port, http_get, spawn_gateway, system_seconds, ulaw_wav, Guard, Rooms,
-    NO_OVERLOAD_LIMITS,
+    cpu_seconds, free_port, http_get, system_seconds, ulaw_wav, Guard, Rooms, NO_OVERLOAD_LIMITS,
 };
 
 use std::collections::BTreeMap;
@@ -581,14 +580,16 @@ fn run_jonction(n: usize, window: Duration, dir: &Path) -> Point {
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join(format!("calls-{n}.jsonl"));
     let rooms = Rooms::from_args(dir);
-    let env = rooms.gateway_env();
-    let mut extra = vec![
-        ("JONCTION_LIVEKIT__PUBLISH_OPUS", "true"),
-        NO_OVERLOAD_LIMITS[0],
-        NO_OVERLOAD_LIMITS[1],
-    ];
-    extra.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
-    let (pid, _guard) = spawn_gateway(http, sip, &records, &extra);
+    let (pid, _guard) = rooms.spawn_gateway(
+        http,
+        sip,
+        &records,
+        &[
+            ("JONCTION_LIVEKIT__PUBLISH_OPUS", "true"),
+            NO_OVERLOAD_LIMITS[0],
+            NO_OVERLOAD_LIMITS[1],
+        ],
+    );
     let t0 = Instant::now();
     while !http_get(http, "/readyz").contains("200 OK") {
         assert!(

@@ -17,8 +17,8 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    cpu_seconds, free_port, http_get, load_budget, metric, quantiles, spawn_gateway,
-    system_seconds, udp_drops, Rooms, NO_OVERLOAD_LIMITS, ROOM_SERVER_BUSY,
+    cpu_seconds, free_port, http_get, load_budget, metric, quantiles, system_seconds, udp_drops,
+    Rooms, NO_OVERLOAD_LIMITS, ROOM_SERVER_BUSY,
 };
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -243,14 +243,16 @@ fn main() {
     let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let records = dir.join("calls.jsonl");
     let rooms = Rooms::from_args(&dir);
-    let env = rooms.gateway_env();
-    let mut extra = vec![
-        ("JONCTION_SIP__MEDIA_TIMEOUT", "1h"),
-        NO_OVERLOAD_LIMITS[0],
-        NO_OVERLOAD_LIMITS[1],
-    ];
-    extra.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
-    let (pid, _guard) = spawn_gateway(http, sip, &records, &extra);
+    let (pid, _guard) = rooms.spawn_gateway(
+        http,
+        sip,
+        &records,
+        &[
+            ("JONCTION_SIP__MEDIA_TIMEOUT", "1h"),
+            NO_OVERLOAD_LIMITS[0],
+            NO_OVERLOAD_LIMITS[1],
+        ],
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

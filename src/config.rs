@@ -132,6 +132,12 @@ pub struct SipConfig {
     pub media_timeout: Duration,
     /// Where call records are appended (one JSON line per call).
     pub call_records: PathBuf,
+    /// SIP over TLS (RFC 3261 §26.2, usually port 5061): off unless this address is set.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM file of the TLS certificate chain (server certificate first).
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM file of the TLS private key.
+    pub tls_private_key: Option<PathBuf>,
 }
 
 impl Default for SipConfig {
@@ -150,6 +156,9 @@ impl Default for SipConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             media_timeout: Duration::from_secs(30),
             call_records: PathBuf::from("calls.jsonl"),
+            tls_listen: None,
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }
@@ -640,6 +649,15 @@ impl Config {
                 message: "must be between 0 and 1 (a share of one core; 0 or 1: no limit)".into(),
             });
         }
+        if self.sip.tls_listen.is_some()
+            && (self.sip.tls_certificate.is_none() || self.sip.tls_private_key.is_none())
+        {
+            return Err(ConfigError::BadValue {
+                key: "sip.tls_listen".into(),
+                origin: Origin::Default,
+                message: "needs sip.tls_certificate and sip.tls_private_key (PEM files)".into(),
+            });
+        }
         if self.rooms.ping_timeout <= self.rooms.ping_interval {
             return Err(ConfigError::BadValue {
                 key: "rooms.ping_timeout".into(),
@@ -726,6 +744,28 @@ mod tests {
         assert_eq!(c.rooms.udp_port, 7882);
         assert_eq!(c.dialplan.dir, PathBuf::from("dialplans"));
         assert_eq!(c.dialplan.reload_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn sip_tls_needs_its_certificate_and_key() {
+        let c = Config::load_with_env(None, &[]).expect("defaults");
+        assert_eq!(c.sip.tls_listen, None, "TLS is off by default");
+        let f = write("[sip]\ntls_listen = \"127.0.0.1:5061\"\n");
+        let e = Config::load_with_env(Some(&f.0), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sip.tls_listen") && e.contains("tls_private_key"),
+            "{e}"
+        );
+        let f = write(
+            "[sip]\ntls_listen = \"127.0.0.1:5061\"\ntls_certificate = \"/etc/jonction/tls/sip.pem\"\ntls_private_key = \"/etc/jonction/tls/sip.key\"\n",
+        );
+        let c = Config::load_with_env(Some(&f.0), &[]).expect("complete");
+        assert_eq!(
+            c.sip.tls_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5061)))
+        );
     }
 
     #[test]

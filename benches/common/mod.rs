@@ -285,12 +285,20 @@ impl Rooms {
         self.external.is_some()
     }
 
-    /// The gateway settings that point it at the external room server (none for embedded).
-    pub fn gateway_env(&self) -> Vec<(&'static str, String)> {
-        self.external
-            .iter()
-            .map(|(http, _, _)| ("JONCTION_LIVEKIT__URL", format!("ws://{http}")))
-            .collect()
+    /// Starts the gateway as [`spawn_gateway`] does, joined to these rooms.
+    pub fn spawn_gateway(
+        &self,
+        http: SocketAddr,
+        sip: SocketAddr,
+        records: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> (u32, Guard) {
+        let url = self.external.as_ref().map(|(h, _, _)| format!("ws://{h}"));
+        let mut env = extra.to_vec();
+        if let Some(url) = &url {
+            env.push(("JONCTION_LIVEKIT__URL", url));
+        }
+        spawn_gateway(http, sip, records, &env)
     }
 
     /// The signalling URL the benchmark's own participants join, given the gateway's HTTP

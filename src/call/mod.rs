@@ -178,6 +178,8 @@ pub struct CallSetup {
     pub call_id: String,
     /// The device leg's protocol.
     pub protocol: crate::dialplan::Protocol,
+    /// The device leg's signalling transport (`udp`, `tcp`, `tls`; `h323` for H.323).
+    pub transport: crate::dialplan::Transport,
     /// Room to join.
     pub room: String,
     /// Caller number or user.

@@ -15,6 +15,8 @@ pub struct CallRecord {
     pub call_id: String,
     /// `sip` or `h323`.
     pub protocol: String,
+    /// The signalling transport: `udp`, `tcp` or `tls` (SIP), `h323`.
+    pub transport: String,
     /// Room joined.
     pub room: String,
     /// Caller.
@@ -84,6 +86,7 @@ impl CallRecord {
         Self {
             call_id: s.call_id.clone(),
             protocol: s.protocol.to_string(),
+            transport: s.transport.to_string(),
             room: s.room.clone(),
             from: s.caller.clone(),
             to: s.callee.clone(),

@@ -31,13 +31,15 @@ pub enum Transport {
     Udp,
     /// TCP (reliable).
     Tcp,
+    /// TLS over TCP (reliable).
+    Tls,
 }
 
 impl Transport {
     fn reliability(self) -> Reliability {
         match self {
             Self::Udp => Reliability::Unreliable,
-            Self::Tcp => Reliability::Reliable,
+            Self::Tcp | Self::Tls => Reliability::Reliable,
         }
     }
 
@@ -46,6 +48,7 @@ impl Transport {
         match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
         }
     }
 }

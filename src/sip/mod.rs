@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod sdp;
 pub mod service;
 pub mod session_timer;
+pub mod stream;
 pub mod transaction;
 pub mod validate;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use super::dialog::{user_of, Dialog, DialogState, InDialog, OkTimer};
 use super::endpoint::ClientKey;
@@ -17,6 +18,7 @@ use super::media_control;
 use super::message::{Header, Message};
 use super::sdp::{self, LocalMedia, MediaPolicy, SdpSession, SessionDescription};
 use super::session_timer::{self, Negotiation, SessionTimer, TimerAction};
+use super::stream::{self, StreamIn};
 use super::validate::{response_to, GATEWAY};
 use crate::call::admission::{Admission, Admitted, Caller, Decision, Refusal};
 use crate::call::capacity::Full;
@@ -78,10 +80,12 @@ pub struct SipFront {
     sock: UdpSocket,
     local: SocketAddr,
     tcp: tokio::net::TcpListener,
-    /// Writers of the open TCP connections, by remote address.
-    tcp_out: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
-    tcp_in_tx: mpsc::UnboundedSender<TcpIn>,
-    tcp_in: mpsc::UnboundedReceiver<TcpIn>,
+    /// The TLS listener, its address and its server configuration, when `tls_listen` is set.
+    tls: Option<(tokio::net::TcpListener, SocketAddr, TlsAcceptor)>,
+    /// Writers of the open TCP and TLS connections.
+    stream_out: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
+    stream_in_tx: mpsc::UnboundedSender<StreamIn>,
+    stream_in: mpsc::UnboundedReceiver<StreamIn>,
     calls: HashMap<CallId, CallEntry>,
     from_calls_tx: mpsc::UnboundedSender<FromCall>,
     from_calls: mpsc::UnboundedReceiver<FromCall>,
@@ -98,7 +102,21 @@ impl SipFront {
         let sock = UdpSocket::bind(cfg.listen).await?;
         let local = sock.local_addr()?;
         let tcp = tokio::net::TcpListener::bind(local).await?;
-        let (tcp_in_tx, tcp_in) = mpsc::unbounded_channel();
+        let (stream_in_tx, stream_in) = mpsc::unbounded_channel();
+        let tls = match (&cfg.tls_listen, &cfg.tls_certificate, &cfg.tls_private_key) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let acceptor = stream::tls_acceptor(cert, key).map_err(|e| {
+                    std::io::Error::other(format!("sip.tls_certificate/tls_private_key: {e}"))
+                })?;
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    std::io::Error::other(format!("SIP over TLS on {addr} (sip.tls_listen): {e}"))
+                })?;
+                let tls_local = listener.local_addr()?;
+                info!(local = %tls_local, "SIP listening (TLS)");
+                Some((listener, tls_local, acceptor))
+            }
+            _ => None,
+        };
         let advertised = cfg.advertised_ip.unwrap_or_else(|| {
             if local.ip().is_unspecified() {
                 first_local_ip().unwrap_or(local.ip())
@@ -111,7 +129,7 @@ impl SipFront {
         policy.srtp = cfg.srtp;
         policy.video_kbps = (cfg.video_max_kbps > 0).then_some(cfg.video_max_kbps);
         let (from_calls_tx, from_calls) = mpsc::unbounded_channel();
-        info!(%local, %advertised, "SIP listening (UDP)");
+        info!(%local, %advertised, "SIP listening (UDP, TCP)");
         Ok(Self {
             cfg: cfg.clone(),
             ctx,
@@ -127,9 +145,10 @@ impl SipFront {
             local,
             calls: HashMap::new(),
             tcp,
-            tcp_out: HashMap::new(),
-            tcp_in_tx,
-            tcp_in,
+            tls,
+            stream_out: HashMap::new(),
+            stream_in_tx,
+            stream_in,
             from_calls_tx,
             from_calls,
             pending: HashMap::new(),
@@ -139,6 +158,18 @@ impl SipFront {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The TLS listener's address, when SIP over TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(_, local, _)| *local)
+    }
+
+    /// Registers the writer of a new TCP or TLS connection; returns what its task reads.
+    fn open_stream(&mut self, peer: Peer) -> mpsc::UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.stream_out.insert((peer.transport, peer.remote), tx);
+        rx
     }
 
     /// Runs until `stop` fires; then ends every call (BYE) and returns.
@@ -154,15 +185,23 @@ impl SipFront {
                 }
                 a = self.tcp.accept() => {
                     if let Ok((stream, remote)) = a {
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        self.tcp_out.insert(remote, tx);
-                        tokio::spawn(tcp_connection(stream, remote, self.local, rx, self.tcp_in_tx.clone()));
+                        let peer = Peer { transport: Transport::Tcp, remote, local: self.local };
+                        let (rx, tx) = (self.open_stream(peer), self.stream_in_tx.clone());
+                        tokio::spawn(stream::connection(stream, peer, rx, tx));
                     }
                 }
-                m = self.tcp_in.recv() => match m {
-                    Some(TcpIn::Message(peer, bytes)) => self.ep.handle_message(now(), peer, &bytes),
-                    Some(TcpIn::Closed(remote)) => {
-                        self.tcp_out.remove(&remote);
+                a = accept_tls(&self.tls) => {
+                    if let (Ok((stream, remote)), Some((_, local, acceptor))) = (a, &self.tls) {
+                        let peer = Peer { transport: Transport::Tls, remote, local: *local };
+                        let acceptor = acceptor.clone();
+                        let (rx, tx) = (self.open_stream(peer), self.stream_in_tx.clone());
+                        tokio::spawn(stream::tls_connection(acceptor, stream, peer, rx, tx));
+                    }
+                }
+                m = self.stream_in.recv() => match m {
+                    Some(StreamIn::Message(peer, bytes)) => self.ep.handle_message(now(), peer, &bytes),
+                    Some(StreamIn::Closed(transport, remote)) => {
+                        self.stream_out.remove(&(transport, remote));
                     }
                     None => {}
                 },
@@ -193,12 +232,16 @@ impl SipFront {
         let mut next = loop {
             match self.ep.poll_output() {
                 Output::Transmit { peer, data } => {
-                    if peer.transport == Transport::Tcp {
-                        match self.tcp_out.get(&peer.remote) {
+                    if peer.transport != Transport::Udp {
+                        match self.stream_out.get(&(peer.transport, peer.remote)) {
                             Some(tx) => {
                                 let _ = tx.send(data);
                             }
-                            None => debug!("SIP over TCP to {}: connection gone", peer.remote),
+                            None => debug!(
+                                "SIP over {} to {}: connection gone",
+                                peer.transport.via_name(),
+                                peer.remote
+                            ),
                         }
                     } else if let Err(e) = self.sock.send_to(&data, peer.remote).await {
                         debug!("SIP send to {} failed: {e}", peer.remote);
@@ -308,10 +351,7 @@ impl SipFront {
                 called: Party::from_uri(&uri),
                 calling: Party::from_uri(&from_uri),
                 source: Some(peer.remote.ip()),
-                transport: match peer.transport {
-                    Transport::Udp => DpTransport::Udp,
-                    Transport::Tcp => DpTransport::Tcp,
-                },
+                transport: dialplan_transport(peer.transport),
                 trunk: None,
                 headers: msg
                     .headers
@@ -416,9 +456,16 @@ impl SipFront {
                 }
             }
         };
+        // In-dialog requests must come back over the transport and to the port the call
+        // arrived on.
         let contact = format!(
-            "sip:{called}@{}",
-            SocketAddr::new(self.advertised, self.local.port())
+            "sip:{called}@{}{}",
+            SocketAddr::new(self.advertised, peer.local.port()),
+            match peer.transport {
+                Transport::Udp => "",
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+            }
         );
         let Some(dialog) = Dialog::new(&msg, &tag, &contact) else {
             let r = response_to(&msg, 400, "Bad Request", &tag);
@@ -441,6 +488,7 @@ impl SipFront {
             id,
             call_id: dialog.call_id.clone(),
             protocol: Protocol::Sip,
+            transport: dialplan_transport(peer.transport),
             room: room.clone(),
             caller,
             callee: called.clone(),
@@ -909,95 +957,6 @@ fn local_media(cfg: &SipConfig, ip: IpAddr, port: u16) -> Result<LocalMedia, sdp
     }
 }
 
-/// What a TCP connection task reports.
-enum TcpIn {
-    Message(Peer, Vec<u8>),
-    Closed(SocketAddr),
-}
-
-/// How long a TCP peer may take to finish a message it started.
-const TCP_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a TCP connection may stay idle.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Reads framed messages from one TCP connection and writes what the front sends on it.
-async fn tcp_connection(
-    stream: tokio::net::TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
-    mut out: mpsc::UnboundedReceiver<Vec<u8>>,
-    to_front: mpsc::UnboundedSender<TcpIn>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let peer = Peer {
-        transport: Transport::Tcp,
-        remote,
-        local,
-    };
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut started: Option<tokio::time::Instant> = None;
-    loop {
-        let limit = match started {
-            Some(t) => t + TCP_MESSAGE_TIMEOUT,
-            None => tokio::time::Instant::now() + TCP_IDLE_TIMEOUT,
-        };
-        tokio::select! {
-            r = rd.read(&mut chunk) => {
-                let n = match r {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                loop {
-                    match Message::parse_stream(&buf) {
-                        Ok((_, framed)) => {
-                            let bytes: Vec<u8> = buf.drain(..framed.len).collect();
-                            let _ = to_front.send(TcpIn::Message(peer, bytes));
-                            started = None;
-                        }
-                        Err(super::message::ParseError::Incomplete) if buf.len() <= super::message::MAX_MESSAGE => {
-                            // Keep-alive CRLFs alone are not a message start.
-                            if buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                                buf.clear();
-                            } else if started.is_none() {
-                                started = Some(tokio::time::Instant::now());
-                            }
-                            break;
-                        }
-                        Err(e) => {
-                            // Unframeable: answer what can be answered, then close (RFC 3261 §18.3).
-                            debug!(%remote, "closing SIP TCP connection: {e}");
-                            let _ = to_front.send(TcpIn::Message(peer, std::mem::take(&mut buf)));
-                            let _ = to_front.send(TcpIn::Closed(remote));
-                            let _ = tokio::time::timeout(Duration::from_millis(200), async {
-                                while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), out.recv()).await {
-                                    let _ = wr.write_all(&m).await;
-                                }
-                            }).await;
-                            return;
-                        }
-                    }
-                }
-            }
-            m = out.recv() => match m {
-                Some(bytes) => {
-                    if wr.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(limit) => {
-                debug!(%remote, "SIP TCP connection timed out");
-                break;
-            }
-        }
-    }
-    let _ = to_front.send(TcpIn::Closed(remote));
-}
-
 /// Renegotiates the session timer on a refresh and adds its headers to our 2xx.
 fn refresh_timer(c: &mut CallEntry, req: &Message, resp: &mut Message, default: Duration) {
     if let Negotiation::Timer(mut t) = session_timer::negotiate(req, default) {
@@ -1023,5 +982,24 @@ fn h(name: &str, value: impl Into<String>) -> Header {
     Header {
         name: name.to_string(),
         value: value.into(),
+    }
+}
+
+/// The next connection on the TLS listener; never, when SIP over TLS is off.
+async fn accept_tls(
+    tls: &Option<(tokio::net::TcpListener, SocketAddr, TlsAcceptor)>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match tls {
+        Some((listener, _, _)) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The dialplan's (and call record's) name of a SIP transport.
+fn dialplan_transport(t: Transport) -> DpTransport {
+    match t {
+        Transport::Udp => DpTransport::Udp,
+        Transport::Tcp => DpTransport::Tcp,
+        Transport::Tls => DpTransport::Tls,
     }
 }

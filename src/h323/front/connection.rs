@@ -678,6 +678,7 @@ impl Conn {
             id,
             call_id,
             protocol: Protocol::H323,
+            transport: crate::dialplan::Transport::H323,
             room: room.clone(),
             caller: calling.user.clone(),
             callee: called.user.clone(),
