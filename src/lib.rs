@@ -30,6 +30,7 @@ extern crate tracing;
 pub mod call;
 pub mod config;
 pub mod dialplan;
+pub mod file_watch;
 pub mod gateway;
 pub mod h323;
 pub mod http;

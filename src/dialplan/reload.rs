@@ -1,13 +1,12 @@
 //! Hot reload: the running plan behind a lock, swapped only when a new set of files loads
 //! completely. A bad edit is logged with its `file:line:col` and the running plan stays.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::{dir_files, Dialplan, DialplanError};
+use crate::file_watch::{Fingerprint, Settle};
 
 /// The running dialplan, shared by the call handlers and the watcher. Cloning is cheap.
 #[derive(Debug, Clone, Default)]
@@ -52,57 +51,9 @@ impl DialplanHandle {
 
 /// What identifies a state of the directory: names, sizes, mtimes and contents of its
 /// top-level `*.toml` files (contents too: an edit within one mtime tick is still seen).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Fingerprint(Vec<(PathBuf, u64, Option<SystemTime>, u64)>);
-
+/// The state of the plan's files.
 fn fingerprint(dir: &Path) -> Fingerprint {
-    let mut out = Vec::new();
-    if let Ok(files) = dir_files(dir) {
-        for f in files {
-            let meta = std::fs::metadata(&f).ok();
-            let size = meta.as_ref().map_or(0, |m| m.len());
-            let mtime = meta.and_then(|m| m.modified().ok());
-            let mut h = DefaultHasher::new();
-            std::fs::read(&f).ok().hash(&mut h);
-            out.push((f, size, mtime, h.finish()));
-        }
-    }
-    Fingerprint(out)
-}
-
-/// Decides when a change of the directory is complete. A state is applied only once two
-/// consecutive polls see it unchanged: an editor or `cp` caught mid-write (a truncated or
-/// half-written file) is never loaded, since the next poll sees different contents.
-#[derive(Debug)]
-struct Settle {
-    /// The state last loaded (or refused: a refused state is not retried until it changes).
-    applied: Fingerprint,
-    /// A new state seen once, waiting for a second identical poll.
-    pending: Option<Fingerprint>,
-}
-
-impl Settle {
-    fn new(applied: Fingerprint) -> Self {
-        Self {
-            applied,
-            pending: None,
-        }
-    }
-
-    /// Takes one poll's state; true when it is a settled change that should be loaded now.
-    fn observe(&mut self, now: Fingerprint) -> bool {
-        if now == self.applied {
-            self.pending = None;
-            return false;
-        }
-        if self.pending.as_ref() == Some(&now) {
-            self.applied = now;
-            self.pending = None;
-            return true;
-        }
-        self.pending = Some(now);
-        false
-    }
+    Fingerprint::of(&dir_files(dir).unwrap_or_default())
 }
 
 /// Polls `dir` every `interval`; once a change has settled (the same on two polls in a row),
@@ -180,45 +131,6 @@ mod tests {
             "{e}"
         );
         assert_eq!(h.current().rule_count(), 1);
-    }
-
-    fn state(contents: &[&str]) -> Fingerprint {
-        Fingerprint(
-            contents
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let mut h = DefaultHasher::new();
-                    c.hash(&mut h);
-                    (
-                        PathBuf::from(format!("{i}.toml")),
-                        c.len() as u64,
-                        None,
-                        h.finish(),
-                    )
-                })
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn a_file_caught_mid_write_is_not_loaded() {
-        let mut s = Settle::new(state(&["old"]));
-        assert!(!s.observe(state(&["old"])), "no change");
-        // The writer truncated the file, then wrote it in two steps, one per poll.
-        assert!(!s.observe(state(&[""])));
-        assert!(!s.observe(state(&["new ru"])));
-        assert!(!s.observe(state(&["new rules"])));
-        // Unchanged on a second poll: settled, loaded once.
-        assert!(s.observe(state(&["new rules"])));
-        assert!(!s.observe(state(&["new rules"])));
-        // A change undone before it settled is no change.
-        assert!(!s.observe(state(&["", "x"])));
-        assert!(!s.observe(state(&["new rules"])));
-        assert!(!s.observe(state(&["new rules"])));
-        // A new file settles the same way.
-        assert!(!s.observe(state(&["new rules", "more"])));
-        assert!(s.observe(state(&["new rules", "more"])));
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::dialog::{user_of, Dialog, DialogState, InDialog, OkTimer};
@@ -80,8 +80,13 @@ pub struct SipFront {
     sock: UdpSocket,
     local: SocketAddr,
     tcp: tokio::net::TcpListener,
-    /// The TLS listener, its address and its server configuration, when `tls_listen` is set.
-    tls: Option<(tokio::net::TcpListener, SocketAddr, TlsAcceptor)>,
+    /// The TLS listener, its address and its server configuration (renewed when the
+    /// certificate files change), when `tls_listen` is set.
+    tls: Option<(
+        tokio::net::TcpListener,
+        SocketAddr,
+        watch::Receiver<TlsAcceptor>,
+    )>,
     /// Writers of the open TCP and TLS connections.
     stream_out: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
     stream_in_tx: mpsc::UnboundedSender<StreamIn>,
@@ -105,7 +110,8 @@ impl SipFront {
         let (stream_in_tx, stream_in) = mpsc::unbounded_channel();
         let tls = match (&cfg.tls_listen, &cfg.tls_certificate, &cfg.tls_private_key) {
             (Some(addr), Some(cert), Some(key)) => {
-                let acceptor = stream::tls_acceptor(cert, key).map_err(|e| {
+                let acceptor = stream::watched_tls_acceptor(cert, key, stream::CERTIFICATE_CHECK)
+                    .map_err(|e| {
                     std::io::Error::other(format!("sip.tls_certificate/tls_private_key: {e}"))
                 })?;
                 let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -160,11 +166,6 @@ impl SipFront {
         self.local
     }
 
-    /// The TLS listener's address, when SIP over TLS is on.
-    pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().map(|(_, local, _)| *local)
-    }
-
     /// Registers the writer of a new TCP or TLS connection; returns what its task reads.
     fn open_stream(&mut self, peer: Peer) -> mpsc::UnboundedReceiver<Vec<u8>> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -193,7 +194,7 @@ impl SipFront {
                 a = accept_tls(&self.tls) => {
                     if let (Ok((stream, remote)), Some((_, local, acceptor))) = (a, &self.tls) {
                         let peer = Peer { transport: Transport::Tls, remote, local: *local };
-                        let acceptor = acceptor.clone();
+                        let acceptor = acceptor.borrow().clone();
                         let (rx, tx) = (self.open_stream(peer), self.stream_in_tx.clone());
                         tokio::spawn(stream::tls_connection(acceptor, stream, peer, rx, tx));
                     }
@@ -987,7 +988,11 @@ fn h(name: &str, value: impl Into<String>) -> Header {
 
 /// The next connection on the TLS listener; never, when SIP over TLS is off.
 async fn accept_tls(
-    tls: &Option<(tokio::net::TcpListener, SocketAddr, TlsAcceptor)>,
+    tls: &Option<(
+        tokio::net::TcpListener,
+        SocketAddr,
+        watch::Receiver<TlsAcceptor>,
+    )>,
 ) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
     match tls {
         Some((listener, _, _)) => listener.accept().await,

@@ -1,20 +1,21 @@
 //! SIP over connection-oriented transports, TCP and TLS: one task per connection frames the byte
 //! stream into messages (RFC 3261 §18.3) for the front and writes what the front sends back on
 //! it; partial messages and idle connections time out. TLS (RFC 3261 §26.2) is a rustls server
-//! handshake before the same framing.
+//! handshake before the same framing; a renewed certificate is picked up without a restart.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 use super::endpoint::{Peer, Transport};
 use super::message::{Message, ParseError, MAX_MESSAGE};
+use crate::file_watch::{Fingerprint, Settle};
 
 /// What a connection task reports to the front.
 pub enum StreamIn {
@@ -30,6 +31,8 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a TLS client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for a renewal.
+pub const CERTIFICATE_CHECK: Duration = Duration::from_secs(10);
 
 /// The TLS server side of SIP: the certificate chain and key of `[sip] tls_certificate` and
 /// `tls_private_key` (PEM), TLS 1.2 and 1.3, no client certificates.
@@ -54,6 +57,41 @@ pub fn tls_acceptor(certificate: &Path, private_key: &Path) -> std::io::Result<T
         .with_single_cert(chain, key)
         .map_err(|e| bad(certificate, &e))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The TLS acceptor of `certificate` and `private_key`, kept up to date: a task checks the
+/// files every `every` and, once a change has settled (a renewal writes two files), loads
+/// them. Connections accepted afterwards get the new certificate; open connections, and the
+/// calls on them, are not touched. A change that does not load is logged and the running
+/// certificate kept. The task ends with the last receiver.
+pub fn watched_tls_acceptor(
+    certificate: &Path,
+    private_key: &Path,
+    every: Duration,
+) -> std::io::Result<watch::Receiver<TlsAcceptor>> {
+    let files = [certificate.to_path_buf(), private_key.to_path_buf()];
+    // The state before the load: a renewal during it is seen as a change.
+    let mut settle = Settle::new(Fingerprint::of(&files));
+    let (tx, rx) = watch::channel(tls_acceptor(certificate, private_key)?);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !tx.is_closed() {
+            tick.tick().await;
+            if !settle.observe(Fingerprint::of(&files)) {
+                continue;
+            }
+            let [certificate, private_key]: &[PathBuf; 2] = &files;
+            match tls_acceptor(certificate, private_key) {
+                Ok(acceptor) => {
+                    info!(certificate = %certificate.display(), "SIP TLS certificate reloaded");
+                    let _ = tx.send(acceptor);
+                }
+                Err(e) => error!("SIP TLS certificate refused, the running one kept: {e}"),
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Completes the TLS handshake of an accepted connection, then serves it as [`connection`]
@@ -160,6 +198,58 @@ mod tests {
         let p = std::env::temp_dir().join(format!("jonction-tls-{}-{name}", std::process::id()));
         std::fs::write(&p, text).expect("temp dir is writable");
         p
+    }
+
+    fn data(name: &str) -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/tls")
+            .join(name);
+        std::fs::read(p).expect("test certificate")
+    }
+
+    /// Waits (bounded) for a new acceptor; true if one came.
+    async fn reloaded(rx: &mut watch::Receiver<TlsAcceptor>) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), rx.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_renewed_certificate_is_loaded_and_a_broken_one_refused() {
+        let cert = temp("renew.pem", "");
+        let key = temp("renew.key", "");
+        std::fs::write(&cert, data("a.pem")).expect("write");
+        std::fs::write(&key, data("a.key")).expect("write");
+        let mut rx = watched_tls_acceptor(&cert, &key, Duration::from_millis(20)).expect("loads");
+        let first = Arc::clone(rx.borrow_and_update().config());
+        // Unchanged files: nothing is reloaded.
+        assert!(!reloaded(&mut rx).await, "reloaded without a change");
+        // A renewal: the new certificate, then its key.
+        std::fs::write(&cert, data("b.pem")).expect("write");
+        std::fs::write(&key, data("b.key")).expect("write");
+        assert!(reloaded(&mut rx).await, "the renewal was not loaded");
+        assert!(!Arc::ptr_eq(&first, rx.borrow_and_update().config()));
+        // A certificate that is not the key's (a renewal half done): refused.
+        std::fs::write(&cert, data("a.pem")).expect("write");
+        assert!(
+            !reloaded(&mut rx).await,
+            "a certificate not matching its key was loaded"
+        );
+        std::fs::write(&cert, data("b.pem")).expect("write");
+        assert!(
+            reloaded(&mut rx).await,
+            "the completed renewal was not loaded"
+        );
+        // A broken file: refused, the running acceptor stays.
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\ngarbage\n").expect("write");
+        assert!(!reloaded(&mut rx).await, "a broken key was loaded");
+        // Fixed again: loaded.
+        std::fs::write(&key, data("b.key")).expect("write");
+        assert!(reloaded(&mut rx).await, "the fixed key was not loaded");
+        for p in [cert, key] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     #[test]
