@@ -146,9 +146,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             };
             let front = crate::sip::service::SipFront::bind(&cfg.sip, ctx)
                 .await
-                .with_context(|| {
-                    format!("cannot listen for SIP on {} (sip.listen)", cfg.sip.listen)
-                })?;
+                .with_context(|| format!("cannot start SIP on {} (sip.listen)", cfg.sip.listen))?;
             sip_addr = Some(front.local_addr());
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             sip = Some((stop_tx, tokio::spawn(front.run(stop_rx))));

@@ -36,7 +36,7 @@ pub const CERTIFICATE_CHECK: Duration = Duration::from_secs(10);
 
 /// The TLS server side of SIP: the certificate chain and key of `[sip] tls_certificate` and
 /// `tls_private_key` (PEM), TLS 1.2 and 1.3, no client certificates.
-pub fn tls_acceptor(certificate: &Path, private_key: &Path) -> std::io::Result<TlsAcceptor> {
+fn tls_acceptor(certificate: &Path, private_key: &Path) -> std::io::Result<TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: &Path, e: &dyn std::fmt::Display| {
