@@ -169,8 +169,21 @@ impl SipFront {
     /// Registers the writer of a new TCP or TLS connection; returns what its task reads.
     fn open_stream(&mut self, peer: Peer) -> mpsc::UnboundedReceiver<Vec<u8>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.stream_out.insert((peer.transport, peer.remote), tx);
+        if self
+            .stream_out
+            .insert((peer.transport, peer.remote), tx)
+            .is_none()
+        {
+            super::metrics::connection(peer.transport, true);
+        }
         rx
+    }
+
+    /// Forgets the writer of a TCP or TLS connection that is gone.
+    fn close_stream(&mut self, transport: Transport, remote: SocketAddr) {
+        if self.stream_out.remove(&(transport, remote)).is_some() {
+            super::metrics::connection(transport, false);
+        }
     }
 
     /// Runs until `stop` fires; then ends every call (BYE) and returns.
@@ -201,9 +214,7 @@ impl SipFront {
                 }
                 m = self.stream_in.recv() => match m {
                     Some(StreamIn::Message(peer, bytes)) => self.ep.handle_message(now(), peer, &bytes),
-                    Some(StreamIn::Closed(transport, remote)) => {
-                        self.stream_out.remove(&(transport, remote));
-                    }
+                    Some(StreamIn::Closed(transport, remote)) => self.close_stream(transport, remote),
                     None => {}
                 },
                 ev = self.from_calls.recv() => {

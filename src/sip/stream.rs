@@ -107,10 +107,12 @@ pub async fn tls_connection(
         Ok(Ok(tls)) => connection(tls, peer, out, to_front).await,
         Ok(Err(e)) => {
             debug!(remote = %peer.remote, "SIP TLS handshake failed: {e}");
+            super::metrics::tls_handshake_failed();
             let _ = to_front.send(StreamIn::Closed(peer.transport, peer.remote));
         }
         Err(_) => {
             debug!(remote = %peer.remote, "SIP TLS handshake timed out");
+            super::metrics::tls_handshake_failed();
             let _ = to_front.send(StreamIn::Closed(peer.transport, peer.remote));
         }
     }

@@ -23,7 +23,7 @@ import pytest
 from conftest import ARTIFACTS, HOST, Capture, launch, stop
 from test_baresip import BARESIP, CLIENT_IP, Events, baresip_config, write_tone
 from test_rooms import Rooms, collect_audio, run
-from test_sip import dominant_hz
+from test_sip import dominant_hz, scrape
 
 TSHARK = shutil.which("tshark")
 TONE = 330.0
@@ -196,6 +196,16 @@ def test_srtp_required_with_baresip():
         plans.cleanup()
 
 
+def settles(cond, timeout: float = 5.0) -> bool:
+    """Whether `cond()` holds within `timeout` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def make_certificate(d: Path, ip: str) -> tuple[Path, Path, Path]:
     """A private CA and a server certificate for `ip` signed by it (openssl): (ca, chain, key)."""
     ca_key, ca, key, csr, chain = d / "ca.key", d / "ca.pem", d / "server.key", d / "server.csr", d / "server.pem"
@@ -270,7 +280,9 @@ def test_sip_over_tls_with_srtp():
         reply = options_over_tls()
         assert reply.startswith(b"SIP/2.0 200"), reply[:200]
         assert b"SIP/2.0/TLS" in reply, reply
-        # Not TLS at all: the handshake fails, the connection closes, and TLS still works.
+        # Not TLS at all: the handshake fails (counted), the connection closes, and TLS still works.
+        failures = "jonction_sip_tls_handshake_failures_total"
+        assert scrape(srv)[failures] == 0
         with socket.create_connection((HOST, tls_port), timeout=5) as s:
             s.sendall(b"OPTIONS sip:ping@x SIP/2.0\r\n\r\n")
             s.settimeout(5)
@@ -278,8 +290,12 @@ def test_sip_over_tls_with_srtp():
                 assert not s.recv(100).startswith(b"SIP/2.0"), "plain SIP answered on the TLS port"
             except (ConnectionResetError, socket.timeout):
                 pass
+        assert settles(lambda: scrape(srv)[failures] == 1), "the failed handshake was not counted"
         run(main())
         assert options_over_tls().startswith(b"SIP/2.0 200")
+        # Every TLS connection closed is forgotten: none is left open.
+        open_tls = 'jonction_sip_connections{transport="tls"}'
+        assert settles(lambda: scrape(srv)[open_tls] == 0), scrape(srv)[open_tls]
         recs = [json.loads(l) for l in srv.call_records.read_text().splitlines() if l.strip()]
         mine = [r for r in recs if r["room"] == room]
         assert mine and (mine[0].get("srtp") or "").startswith(("AES_CM_128_HMAC_SHA1", "AEAD_AES_128_GCM")), recs
