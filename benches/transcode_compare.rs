@@ -40,7 +40,8 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    cpu_seconds, free_port, http_get, system_seconds, ulaw_wav, Guard, Rooms, NO_OVERLOAD_LIMITS,
+    cpu_seconds, external_rooms_asked, free_port, http_get, system_seconds, ulaw_wav, Guard, Rooms,
+    NO_OVERLOAD_LIMITS,
 };
 
 use std::collections::BTreeMap;
@@ -768,7 +769,7 @@ fn main() {
     println!(
         "transcode_compare: one-way PCMU → Opus, {} s windows, jonction's rooms {}, load average before {load_before}, after {}",
         window.as_secs(),
-        if std::env::args().any(|a| a == "--external-rooms") {
+        if external_rooms_asked() {
             "in their own process (not counted)"
         } else {
             "in its embedded room server (counted)"

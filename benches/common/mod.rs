@@ -35,6 +35,16 @@ pub fn system_seconds(pid: u32) -> f64 {
     times(pid).1
 }
 
+/// The machine's cores.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |c| c.get()) as f64
+}
+
+/// True when the command line asks for the rooms in their own process (see [`Rooms`]).
+pub fn external_rooms_asked() -> bool {
+    std::env::args().any(|a| a == "--external-rooms")
+}
+
 /// Datagrams the kernel dropped on `pid`'s UDP sockets because their receive buffers were
 /// full (the `drops` column of /proc/net/udp and udp6 for the sockets it holds).
 pub fn udp_drops(pid: u32) -> u64 {
@@ -66,7 +76,7 @@ pub fn udp_drops(pid: u32) -> u64 {
 /// returns that share per unit, in cores. `gateway`, its `kernel` (system) part and `load` are
 /// in cores (CPU seconds per second) for `n` units.
 pub fn load_budget(unit: &str, n: usize, target: f64, gateway: f64, kernel: f64, load: f64) -> f64 {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let cores = cores();
     let load_per_unit = load / n as f64;
     let left = (cores - load_per_unit * target) / target;
     println!(
@@ -261,7 +271,7 @@ impl Rooms {
     /// Starts the external room server if the arguments ask for it; its call records (none:
     /// no call reaches it) go in `dir`.
     pub fn from_args(dir: &std::path::Path) -> Self {
-        if !std::env::args().any(|a| a == "--external-rooms") {
+        if !external_rooms_asked() {
             return Self { external: None };
         }
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -318,7 +328,7 @@ impl Rooms {
                 rooms_cpu / wall * 100.0,
                 rooms_cpu * 1e6 / wall / n as f64
             );
-            let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+            let cores = cores();
             println!(
                 "  at this cost the gateway alone, on this machine's {cores:.0} cores with nothing else, would carry about {:.0} {unit}s",
                 cores / (cpu / wall / n as f64).max(1e-9)

@@ -1594,7 +1594,6 @@ impl RoomServer {
     }
 }
 
-/// Marks a participant's down tracks matching `pred` for removal; true when something changed.
 /// Queues a peer connection for draining, once.
 fn mark(dirty: &mut Vec<(ConnId, PcSide)>, pc: (ConnId, PcSide)) {
     if !dirty.contains(&pc) {
@@ -1602,6 +1601,7 @@ fn mark(dirty: &mut Vec<(ConnId, PcSide)>, pc: (ConnId, PcSide)) {
     }
 }
 
+/// Marks a participant's down tracks matching `pred` for removal; true when something changed.
 fn stop_down_tracks(p: &mut Participant, pred: impl Fn(&DownTrack) -> bool) -> bool {
     let mut changed = false;
     p.down.retain_mut(|d| {
